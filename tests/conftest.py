@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import os
+
+# Tests must not pick up the developer's own configuration.
+for _name in list(os.environ):
+    if _name.startswith("JOBWORKER_") and _name not in (
+        "JOBWORKER_TEST_DATABASE_URL",
+        "JOBWORKER_REQUIRE_CLUSTER",
+        "JOBWORKER_BUILD_K8S",
+        "JOBWORKER_K8S_CACHE",
+    ):
+        del os.environ[_name]
+for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
+    os.environ.pop(_name, None)

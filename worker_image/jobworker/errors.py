@@ -1,0 +1,73 @@
+"""Errors raised by jobworker.
+
+The tree, so callers can catch at the depth they act on::
+
+    JobworkerError
+    ├── ConfigurationError          bad option, env var or schedule; fix the input
+    ├── DatabaseError               PostgreSQL unreachable or refused a statement
+    │   └── SchemaTooNewError       the database has a breaking migration this version does not know
+    ├── InvalidPayloadError         a payload failed validation; permanent, never retried
+    ├── UnknownTaskError            no job definition with that name in the registry
+    ├── JobsNotConfiguredError      the noop provider: status 409, code jobs.not_configured
+    └── InvalidJobSignatureError    a QStash delivery failed verification: status 401
+
+Handlers steer retries with two exceptions that are not errors of jobworker itself:
+``PermanentJobError`` (fail now, no retry) and ``RetryJob(delay=)`` (retry after ``delay``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class JobworkerError(Exception):
+    """A jobworker operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(JobworkerError):
+    """The configuration is invalid."""
+
+
+class DatabaseError(JobworkerError):
+    """The database could not be reached or refused the statement."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database schema has a breaking migration newer than this jobworker knows; upgrade jobworker."""
+
+
+class InvalidPayloadError(JobworkerError):
+    """Invalid job payload."""
+
+
+class UnknownTaskError(JobworkerError):
+    """No job is defined under that name."""
+
+
+class JobsNotConfiguredError(JobworkerError):
+    """Background jobs are not configured (JOBS_PROVIDER is unset or noop)."""
+
+    status = 409
+    code = "jobs.not_configured"
+
+
+class InvalidJobSignatureError(JobworkerError):
+    """The delivery's signature is missing or invalid."""
+
+    status = 401
+    code = "jobs.invalid_signature"
+
+
+class PermanentJobError(Exception):
+    """Raised by a handler to fail its job now, without further attempts."""
+
+
+class RetryJob(Exception):
+    """Raised by a handler to retry its job after ``delay`` instead of the exponential backoff."""
+
+    def __init__(self, delay: timedelta | float = 0, message: str = "retry requested") -> None:
+        self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        super().__init__(message)

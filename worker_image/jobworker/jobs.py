@@ -1,0 +1,259 @@
+"""Typed job definitions: ``define_job`` binds a name, a payload type, a handler and a retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar, overload
+
+import pydantic
+from jobworker import errors
+
+P = TypeVar("P")
+
+MAX_IDENTIFIER_LENGTH = 128
+"""graphile's CHECK constraint on task identifiers and queue names."""
+MAX_JOB_KEY_LENGTH = 512
+DEFAULT_MAX_ATTEMPTS = 25
+
+
+class JobKeyMode(enum.StrEnum):
+    """What adding a job whose ``job_key`` already exists does."""
+
+    REPLACE = "replace"
+    """Overwrite the unlocked job, run_at included (debounce)."""
+    PRESERVE_RUN_AT = "preserve_run_at"
+    """Overwrite everything but run_at (throttle)."""
+    UNSAFE_DEDUPE = "unsafe_dedupe"
+    """Insert only if no job has that key, even a running or failed one."""
+
+
+class AbortSignal:
+    """Fires when the worker shuts down or the job is aborted.
+
+    Works from async handlers (``await signal.wait()``) and from sync handlers running in a thread
+    (``signal.is_set()``, ``signal.wait_sync(timeout)``).
+    """
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def fire(self, reason: str = "worker is shutting down") -> None:
+        with self._lock:
+            if self._flag.is_set():
+                return
+            self.reason = reason
+            self._flag.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    async def wait(self) -> None:
+        event = asyncio.Event()
+        with self._lock:
+            if self._flag.is_set():
+                return
+            self._waiters.append((asyncio.get_running_loop(), event))
+        await event.wait()
+
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        return self._flag.wait(timeout)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler knows about the job it runs. The same under every provider."""
+
+    job_id: str
+    job_name: str
+    attempt: int
+    """1 on the first run."""
+    max_attempts: int
+    signal: AbortSignal
+    logger: logging.LoggerAdapter[logging.Logger]
+    provider: str = "graphile"
+    job_key: str | None = None
+    run_at: datetime | None = None
+    queue_name: str | None = None
+    priority: int = 0
+    flags: frozenset[str] = frozenset()
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+Handler = Callable[[P, JobContext], Awaitable[object]] | Callable[[P, JobContext], object]
+
+
+@dataclass(frozen=True, eq=False)
+class JobDefinition(Generic[P]):
+    """A named job: its payload type, handler and defaults for every enqueue."""
+
+    name: str
+    payload_type: type[P]
+    handler: Handler[P]
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    queue: str | None = None
+    priority: int = 0
+    schedule: str | Mapping[str, Any] | None = None
+    _adapter: pydantic.TypeAdapter[P] = field(init=False, repr=False, compare=False)
+    _is_async: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.name, field="name")
+        if self.queue is not None:
+            validate_identifier(self.queue, field="queue")
+        validate_max_attempts(self.max_attempts)
+        validate_priority(self.priority)
+        try:
+            adapter = pydantic.TypeAdapter(self.payload_type)
+        except pydantic.PydanticSchemaGenerationError as exc:
+            raise errors.ConfigurationError(
+                f"job {self.name!r}: payload type {self.payload_type!r} is not a pydantic model, "
+                "TypedDict or other type pydantic can validate"
+            ) from exc
+        object.__setattr__(self, "_adapter", adapter)
+        object.__setattr__(self, "_is_async", inspect.iscoroutinefunction(self.handler))
+
+    @property
+    def is_async(self) -> bool:
+        return self._is_async
+
+    def validate(self, raw: Any) -> P:
+        """Turn the stored JSON into the payload type, or raise InvalidPayloadError naming the field."""
+        try:
+            return self._adapter.validate_python(raw)
+        except pydantic.ValidationError as exc:
+            raise errors.InvalidPayloadError(f"Invalid job payload: {describe_validation_error(exc)}") from None
+
+    def dump(self, payload: P) -> Any:
+        """The JSON-ready form stored in the database or sent over HTTP."""
+        try:
+            return self._adapter.dump_python(payload, mode="json")
+        except (pydantic.ValidationError, pydantic.PydanticSerializationError) as exc:
+            raise errors.InvalidPayloadError(f"Invalid job payload for {self.name!r}: {exc}") from None
+
+    async def run(self, payload: P, ctx: JobContext) -> object:
+        """Call the handler; sync handlers run in a thread so they never block the worker's loop."""
+        if self._is_async:
+            return await self.handler(payload, ctx)  # type: ignore[misc]
+        return await asyncio.to_thread(self.handler, payload, ctx)
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@overload
+def define_job(
+    name: str,
+    *,
+    payload: type[P],
+    handler: Handler[P],
+    max_attempts: int = ...,
+    queue: str | None = ...,
+    priority: int = ...,
+    schedule: str | Mapping[str, Any] | None = ...,
+) -> JobDefinition[P]: ...
+@overload
+def define_job(
+    name: str,
+    *,
+    payload: type[P],
+    handler: None = ...,
+    max_attempts: int = ...,
+    queue: str | None = ...,
+    priority: int = ...,
+    schedule: str | Mapping[str, Any] | None = ...,
+) -> Callable[[Handler[P]], JobDefinition[P]]: ...
+def define_job(
+    name: str,
+    *,
+    payload: type[P],
+    handler: Handler[P] | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    queue: str | None = None,
+    priority: int = 0,
+    schedule: str | Mapping[str, Any] | None = None,
+) -> JobDefinition[P] | Callable[[Handler[P]], JobDefinition[P]]:
+    """Define a job. Use as a decorator, or pass ``handler=``.
+
+    >>> @define_job("send_email", payload=Email, max_attempts=5)
+    ... async def send_email(payload: Email, ctx: JobContext) -> None: ...
+
+    ``queue`` makes every job of this definition run one at a time in that named queue;
+    ``schedule`` is a cron expression or a schedule entry the scheduler runs.
+    """
+
+    def bind(fn: Handler[P]) -> JobDefinition[P]:
+        return JobDefinition(
+            name=name,
+            payload_type=payload,
+            handler=fn,
+            max_attempts=max_attempts,
+            queue=queue,
+            priority=priority,
+            schedule=schedule,
+        )
+
+    return bind(handler) if handler is not None else bind
+
+
+def validate_identifier(value: object, *, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise errors.ConfigurationError(f"{field}: must be a non-empty string")
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise errors.ConfigurationError(
+            f"{field}: {len(value)} characters is over the limit of {MAX_IDENTIFIER_LENGTH}; use a shorter name"
+        )
+    return value
+
+
+def validate_job_key(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise errors.ConfigurationError("job_key: must be a non-empty string (or leave it out)")
+    if len(value) > MAX_JOB_KEY_LENGTH:
+        raise errors.ConfigurationError(
+            f"job_key: {len(value)} characters is over the limit of {MAX_JOB_KEY_LENGTH}; hash long keys"
+        )
+    return value
+
+
+def validate_max_attempts(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32767:
+        raise errors.ConfigurationError(f"max_attempts: {value!r} must be an integer from 1 to 32767")
+    return value
+
+
+def validate_priority(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not -32768 <= value <= 32767:
+        raise errors.ConfigurationError(
+            f"priority: {value!r} must be an integer from -32768 to 32767 (lower runs first)"
+        )
+    return value
+
+
+def validate_job_key_mode(value: object) -> JobKeyMode:
+    try:
+        return JobKeyMode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in JobKeyMode)
+        raise errors.ConfigurationError(f"job_key_mode: {value!r} is not one of {choices}") from None

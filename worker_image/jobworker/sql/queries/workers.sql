@@ -1,0 +1,34 @@
+-- name: heartbeat
+-- Register or refresh this worker; metadata carries its task identifiers so cleanup keeps them.
+select __SCHEMA__.worker_heartbeat(%(worker_id)s::text, %(metadata)s::jsonb)
+-- name: deregister
+-- Remove this worker's row on a clean exit.
+select __SCHEMA__.worker_deregister(%(worker_id)s::text)
+-- name: list_workers
+-- Registered workers with their heartbeat age and the number of jobs each has locked.
+select w.id, w.started_at, w.last_heartbeat_at, w.metadata,
+       extract(epoch from now() - w.last_heartbeat_at) as heartbeat_age_seconds,
+       (select count(*) from __SCHEMA__._private_jobs j where j.locked_by = w.id) as locked_jobs
+from __SCHEMA__._private_workers w
+order by w.started_at
+-- name: count_workers
+-- Live and stale workers by a threshold in seconds.
+select count(*) filter (where last_heartbeat_at >= now() - %(threshold)s * interval '1 second') as active,
+       count(*) filter (where last_heartbeat_at < now() - %(threshold)s * interval '1 second') as stale
+from __SCHEMA__._private_workers
+-- name: try_sweep_lock
+-- One sweeper at a time across all replicas: a transaction-scoped advisory lock per schema.
+select pg_try_advisory_xact_lock(hashtext('jobworker.sweep:' || %(schema)s::text))
+-- name: stale_workers
+-- Workers whose heartbeat is older than the threshold.
+select id, extract(epoch from now() - last_heartbeat_at) as heartbeat_age_seconds
+from __SCHEMA__.get_stale_workers(%(threshold)s * interval '1 second')
+-- name: orphan_locks
+-- Lock holders with no registered worker whose locks are older than the threshold.
+select locked_by, job_count from __SCHEMA__.get_orphan_locks(%(threshold)s * interval '1 second')
+-- name: recover_worker_jobs
+-- Unlock the jobs and queues of dead workers; the jobs run again after the recovery delay.
+select id from __SCHEMA__.recover_worker_jobs(%(worker_ids)s::text[], %(recovery_delay)s * interval '1 second')
+-- name: delete_stale_workers
+-- Forget dead workers once their jobs are recovered.
+select __SCHEMA__.delete_stale_workers(%(worker_ids)s::text[])

@@ -1,0 +1,436 @@
+"""WorkerUtils: enqueue and administer jobs. The only module that names queries for admin work.
+
+The async class is the implementation; ``SyncWorkerUtils`` runs the same coroutines on a private
+event loop thread, so there is one code path and no hand-kept twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import fields
+from datetime import datetime, timedelta
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+from jobworker import db, errors, jobs, migrate, sql
+from jobworker.durations import parse_duration
+from jobworker.models import AddedJob, Job, JobSpec, QueueStats, SweepResult, TaskQueueStats, WorkerInfo
+from psycopg.types.json import Json
+
+T = TypeVar("T")
+ANALYZE_THRESHOLD = 10_000
+"""Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
+STALE_AFTER = timedelta(minutes=5)
+CLEANUP_TASKS = ("gc-task-identifiers", "gc-job-queues", "delete-permanently-failed-jobs")
+
+AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
+
+
+def _json_payload(payload: Any, *, field: str = "payload") -> Json:
+    try:
+        json.dumps(payload if payload is not None else {}, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidPayloadError(f"{field}: not JSON-serialisable: {exc}") from None
+    return Json(payload if payload is not None else {})
+
+
+def add_job_params(
+    task: str,
+    payload: Any = None,
+    *,
+    queue_name: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    job_key: str | None = None,
+    job_key_mode: str | jobs.JobKeyMode | None = None,
+    priority: int | None = None,
+    flags: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Validate every option before touching the database, so bad input leaves the queue untouched."""
+    jobs.validate_identifier(task, field="task")
+    if queue_name is not None:
+        jobs.validate_identifier(queue_name, field="queue_name")
+    if max_attempts is not None:
+        jobs.validate_max_attempts(max_attempts)
+    if priority is not None:
+        jobs.validate_priority(priority)
+    if job_key is not None:
+        jobs.validate_job_key(job_key)
+    mode = jobs.validate_job_key_mode(job_key_mode) if job_key_mode is not None else jobs.JobKeyMode.REPLACE
+    if run_at is not None and run_at.tzinfo is None:
+        raise errors.ConfigurationError("run_at: must be timezone-aware (for example datetime.now(UTC))")
+    if flags is not None:
+        if isinstance(flags, str) or not all(isinstance(f, str) and f for f in flags):
+            raise errors.ConfigurationError("flags: must be a list of non-empty strings")
+    return {
+        "identifier": task,
+        "payload": _json_payload(payload),
+        "queue_name": queue_name,
+        "run_at": run_at,
+        "max_attempts": max_attempts,
+        "job_key": job_key,
+        "priority": priority,
+        "flags": list(flags) if flags is not None else None,
+        "job_key_mode": mode.value,
+    }
+
+
+def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> dict[str, Any]:
+    checked = [
+        add_job_params(
+            s.task,
+            s.payload,
+            queue_name=s.queue_name,
+            run_at=s.run_at,
+            max_attempts=s.max_attempts,
+            job_key=s.job_key,
+            priority=s.priority,
+            flags=s.flags,
+        )
+        for s in specs
+    ]
+    return {
+        "identifiers": [c["identifier"] for c in checked],
+        "payloads": [c["payload"] for c in checked],
+        "queue_names": [c["queue_name"] for c in checked],
+        "run_ats": [c["run_at"] for c in checked],
+        "max_attempts": [c["max_attempts"] for c in checked],
+        "job_keys": [c["job_key"] for c in checked],
+        "priorities": [c["priority"] for c in checked],
+        "flags": [Json(c["flags"]) if c["flags"] is not None else None for c in checked],
+        "job_key_preserve_run_at": job_key_preserve_run_at,
+    }
+
+
+def _added(row: dict[str, Any]) -> AddedJob:
+    return AddedJob(**{f.name: row[f.name] for f in fields(AddedJob)})
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(**{f.name: row.get(f.name) for f in fields(Job)})
+
+
+class WorkerUtils:
+    """Enqueue and administer jobs: ``async with WorkerUtils(url) as utils: await utils.add_job(...)``."""
+
+    def __init__(self, database_url: str | None = None, schema: str | None = None) -> None:
+        self.database_url = db.resolve_database_url(database_url)
+        self.schema = db.resolve_schema(schema)
+        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> WorkerUtils:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    def q(self, name: str) -> LiteralString:
+        return sql.query(name, self.schema)
+
+    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = await db.connect(self.database_url)
+            with db.wrap_exceptions():
+                try:
+                    cur = await self._conn.execute(self.q(name), params)
+                except psycopg.OperationalError:
+                    # One transparent reconnect: the server may have restarted since the last call.
+                    await self._conn.close()
+                    self._conn = await db.connect(self.database_url)
+                    cur = await self._conn.execute(self.q(name), params)
+                return await cur.fetchall() if cur.description else []
+
+    # -- enqueue ----------------------------------------------------------------------------------
+    async def add_job(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        job_key_mode: str | jobs.JobKeyMode | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> AddedJob:
+        """Add one job. Pass ``connection`` to enqueue inside your own transaction."""
+        params = add_job_params(
+            task,
+            payload,
+            queue_name=queue_name,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            job_key=job_key,
+            job_key_mode=job_key_mode,
+            priority=priority,
+            flags=flags,
+        )
+        rows = await self._on(connection, "add_job", params)
+        return _added(rows[0])
+
+    async def add_jobs(
+        self,
+        specs: Iterable[JobSpec],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[AddedJob]:
+        """Add many jobs in one statement. An empty list writes nothing."""
+        specs = list(specs)
+        if not specs:
+            return []
+        rows = await self._on(connection, "add_jobs", add_jobs_params(specs, job_key_preserve_run_at))
+        if len(specs) >= ANALYZE_THRESHOLD:
+            await self._on(connection, "analyze_jobs", None)
+        return [_added(r) for r in rows]
+
+    async def _on(
+        self, connection: psycopg.AsyncConnection[Any] | None, name: str, params: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        if connection is None:
+            return await self._rows(name, params)
+        with db.wrap_exceptions():
+            cur = connection.cursor(row_factory=psycopg.rows.dict_row)
+            await cur.execute(self.q(name), params)
+            return await cur.fetchall() if cur.description else []
+
+    # -- admin ------------------------------------------------------------------------------------
+    async def remove_job(self, job_key: str) -> int | None:
+        """Delete the unlocked job with this key (or stop a running one's retries). Returns its id."""
+        jobs.validate_job_key(job_key)
+        rows = await self._rows("remove_job", {"job_key": job_key})
+        return int(rows[0]["id"]) if rows else None
+
+    async def complete_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        return [r["id"] for r in await self._rows("complete_jobs_admin", {"job_ids": list(job_ids)})]
+
+    async def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[int]:
+        return [
+            r["id"] for r in await self._rows("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})
+        ]
+
+    async def reschedule_jobs(
+        self,
+        job_ids: Sequence[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Move jobs; ``run_at`` defaults to now. Locked jobs are untouched."""
+        if priority is not None:
+            jobs.validate_priority(priority)
+        if max_attempts is not None:
+            jobs.validate_max_attempts(max_attempts)
+        if attempts is not None and not 0 <= attempts <= 32767:
+            raise errors.ConfigurationError(f"attempts: {attempts!r} must be from 0 to 32767")
+        params = {
+            "job_ids": list(job_ids),
+            "run_at": run_at or datetime.now().astimezone(),
+            "priority": priority,
+            "attempts": attempts,
+            "max_attempts": max_attempts,
+        }
+        return [r["id"] for r in await self._rows("reschedule_jobs", params)]
+
+    async def force_unlock_workers(self, worker_ids: Sequence[str]) -> None:
+        await self._rows("force_unlock_workers", {"worker_ids": list(worker_ids)})
+
+    async def cleanup(
+        self, tasks: Iterable[str] = CLEANUP_TASKS, *, keep_task_identifiers: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Run cleanup tasks; returns how many rows each removed."""
+        out: dict[str, int] = {}
+        for task in tasks:
+            name = task.lower().replace("_", "-")
+            if name not in CLEANUP_TASKS:
+                raise errors.ConfigurationError(f"cleanup task {task!r} is not one of {', '.join(CLEANUP_TASKS)}")
+            params = {"keep": list(keep_task_identifiers)} if name == "gc-task-identifiers" else None
+            out[name] = len(await self._rows(name.replace("-", "_"), params))
+        return out
+
+    async def list_jobs(
+        self, *, state: str | None = None, task: str | None = None, queue_name: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        if state in (None, "all"):
+            state = None
+        elif state not in ("ready", "scheduled", "locked", "failed"):
+            raise errors.ConfigurationError(f"state: {state!r} is not one of all, ready, scheduled, locked, failed")
+        rows = await self._rows("list_jobs", {"state": state, "task": task, "queue_name": queue_name, "limit": limit})
+        return [_job(r) for r in rows]
+
+    async def get_job(self, job_id: int) -> Job | None:
+        rows = await self._rows("get_job", {"job_id": job_id})
+        return _job(rows[0]) if rows else None
+
+    async def list_active_workers(self, threshold: timedelta | str = STALE_AFTER) -> list[WorkerInfo]:
+        limit = parse_duration(threshold, field="threshold").total_seconds()
+        rows = await self._rows("list_workers")
+        return [
+            WorkerInfo(
+                id=r["id"],
+                started_at=r["started_at"],
+                last_heartbeat_at=r["last_heartbeat_at"],
+                heartbeat_age_seconds=float(r["heartbeat_age_seconds"]),
+                locked_jobs=int(r["locked_jobs"]),
+                metadata=r["metadata"] or {},
+            )
+            for r in rows
+            if float(r["heartbeat_age_seconds"]) <= limit
+        ]
+
+    async def sweep_stale_workers(
+        self,
+        threshold: timedelta | str = STALE_AFTER,
+        recovery_delay: timedelta | str = timedelta(0),
+        *,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Recover the jobs of workers that stopped heartbeating, and orphan locks, one sweeper at a time."""
+        limit = parse_duration(threshold, field="sweep_threshold").total_seconds()
+        delay = parse_duration(recovery_delay, field="recovery_delay").total_seconds()
+        conn = await db.connect(self.database_url, autocommit=False)
+        try:
+            with db.wrap_exceptions():
+                async with conn.transaction(force_rollback=dry_run):
+                    cur = await conn.execute(self.q("try_sweep_lock"), {"schema": self.schema})
+                    got = await cur.fetchone()
+                    if not got or not next(iter(got.values())):
+                        return SweepResult([], [], [], dry_run, skipped=True)
+                    stale = [
+                        r["id"]
+                        for r in await (await conn.execute(self.q("stale_workers"), {"threshold": limit})).fetchall()
+                    ]
+                    orphans = [
+                        r["locked_by"]
+                        for r in await (await conn.execute(self.q("orphan_locks"), {"threshold": limit})).fetchall()
+                    ]
+                    targets = stale + [o for o in orphans if o not in stale]
+                    recovered: list[int] = []
+                    if targets:
+                        cur = await conn.execute(
+                            self.q("recover_worker_jobs"), {"worker_ids": targets, "recovery_delay": delay}
+                        )
+                        recovered = [r["id"] for r in await cur.fetchall()]
+                        await conn.execute(self.q("delete_stale_workers"), {"worker_ids": stale})
+                    return SweepResult(stale, orphans, sorted(recovered), dry_run)
+        finally:
+            await conn.close()
+
+    async def queue_stats(self, stale_after: timedelta = STALE_AFTER) -> QueueStats:
+        rows = await self._rows("queue_stats")
+        totals = {"ready": 0, "scheduled": 0, "locked": 0, "failed": 0}
+        oldest: float | None = None
+        by_task = []
+        for r in rows:
+            totals[r["state"]] += int(r["count"])
+            by_task.append(TaskQueueStats(r["task_identifier"], r["queue_name"], r["state"], int(r["count"])))
+            if r["state"] == "ready":
+                age = max(float(r["oldest_seconds"]), 0.0)
+                oldest = age if oldest is None else max(oldest, age)
+        workers = await self._rows("count_workers", {"threshold": stale_after.total_seconds()})
+        return QueueStats(
+            **totals,
+            oldest_ready_seconds=oldest,
+            by_task=by_task,
+            workers_active=int(workers[0]["active"]),
+            workers_stale=int(workers[0]["stale"]),
+        )
+
+    async def migrate(self, *, allow_breaking: bool = False) -> migrate.MigrationResult:
+        return await migrate.migrate(self.database_url, self.schema, allow_breaking=allow_breaking)
+
+
+class SyncWorkerUtils:
+    """The same operations as WorkerUtils, for synchronous code (Django views, scripts).
+
+    Every method runs the async implementation on a private event loop thread. ``add_job`` and
+    ``add_jobs`` also accept a synchronous psycopg connection, to enqueue in your own transaction.
+    """
+
+    def __init__(self, database_url: str | None = None, schema: str | None = None) -> None:
+        self._async = WorkerUtils(database_url, schema)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="jobworker-sync-utils", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> SyncWorkerUtils:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(self._async.close)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def _call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop)
+        return future.result()
+
+    def add_job(
+        self, task: str, payload: Any = None, *, connection: psycopg.Connection[Any] | None = None, **options: Any
+    ) -> AddedJob:
+        if connection is not None:
+            return _added(_sync_rows(connection, self._async.q("add_job"), add_job_params(task, payload, **options))[0])
+        return self._call(self._async.add_job, task, payload, **options)
+
+    def add_jobs(
+        self,
+        specs: Iterable[JobSpec],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: psycopg.Connection[Any] | None = None,
+    ) -> list[AddedJob]:
+        specs = list(specs)
+        if connection is None:
+            return self._call(self._async.add_jobs, specs, job_key_preserve_run_at=job_key_preserve_run_at)
+        if not specs:
+            return []
+        rows = _sync_rows(connection, self._async.q("add_jobs"), add_jobs_params(specs, job_key_preserve_run_at))
+        if len(specs) >= ANALYZE_THRESHOLD:
+            _sync_rows(connection, self._async.q("analyze_jobs"), None)
+        return [_added(r) for r in rows]
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        target = getattr(self._async, name)
+        if not asyncio.iscoroutinefunction(target):
+            return target  # type: ignore[no-any-return]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(target, *args, **kwargs)
+
+        return call
+
+
+def _sync_rows(
+    connection: psycopg.Connection[Any], query: LiteralString, params: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    with db.wrap_exceptions():
+        cur = connection.cursor(row_factory=psycopg.rows.dict_row)
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def run_sync(awaitable: Awaitable[T]) -> T:
+    async def _wrap() -> T:
+        return await awaitable
+
+    return asyncio.run(_wrap())
