@@ -1,0 +1,82 @@
+"""Worker options. Each default is written here once; docs and the CLI read them from these fields.
+
+The env form of a field is ``JOBWORKER_<FIELD>``; ``concurrency`` also reads ``JOBS_CONCURRENCY``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from jobworker import errors
+from jobworker.durations import parse_duration
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    concurrency: int = 2
+    """Jobs run at once by one worker process."""
+    poll_interval: float = 2.0
+    """Seconds between polls for future run_at and retries; new jobs arrive by LISTEN/NOTIFY."""
+    queues: tuple[str, ...] | None = None
+    """Only claim jobs in these named queues (default: every job, queued or not)."""
+    forbidden_flags: tuple[str, ...] | None = None
+    """Never claim jobs carrying any of these flags."""
+    batch: bool = False
+    """Claim ahead into a local queue and complete in batches (graphile's localQueue): faster, but
+    claimed jobs wait locked in this process; a crash leaves them for the stale-worker sweep."""
+    batch_size: int = 200
+    """Jobs claimed ahead in batch mode."""
+    complete_delay: float = 0.002
+    """Seconds to gather completions into one statement in batch mode."""
+    graceful_shutdown: float = 30.0
+    """Seconds running jobs get after SIGTERM before they are returned to the queue."""
+    heartbeat_interval: float = 15.0
+    """Seconds between heartbeats into _private_workers."""
+    worker_id: str | None = None
+    """Lock owner id; default ``jobworker-<host>-<pid>-<random>``."""
+    http_port: int | None = None
+    """Port for /healthz and /metrics; off when unset."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise errors.ConfigurationError(f"concurrency: {self.concurrency!r} must be an integer of at least 1")
+        if self.batch_size < 1:
+            raise errors.ConfigurationError("batch_size: must be at least 1")
+        if self.poll_interval <= 0:
+            raise errors.ConfigurationError("poll_interval: must be greater than 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
+        """Defaults, then env vars, then explicit overrides (CLI flags); None overrides are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"JOBWORKER_{f.name.upper()}")
+            if f.name == "concurrency" and raw is None:
+                raw = env.get("JOBS_CONCURRENCY")
+            if raw is not None:
+                values[f.name] = _coerce(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> WorkerSettings:
+        return replace(self, **changes)
+
+
+def _coerce(name: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if "tuple" in kind:
+            return tuple(p.strip() for p in raw.split(",") if p.strip()) or None
+        if "bool" in kind:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if "float" in kind:
+            return parse_duration(raw, field=name).total_seconds()
+        if "int" in kind:
+            return int(raw)
+        return raw
+    except ValueError:
+        raise errors.ConfigurationError(f"JOBWORKER_{name.upper()}: {raw!r} is not a valid {kind}") from None

@@ -1,0 +1,429 @@
+"""The worker: claim, run, finish. Wakes on LISTEN/NOTIFY, polls for future jobs and retries.
+
+Claims take as many jobs as there are free slots, in one statement. Results are written by one
+finisher task that folds every result waiting at that moment into a single complete and a single
+fail statement, and retries until the database takes them, so no result is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from jobworker import db, errors, metrics, sql
+from jobworker.jobs import AbortSignal, JobContext, JobDefinition
+from jobworker.registry import JobRegistry
+from jobworker.settings import WorkerSettings
+from psycopg.rows import dict_row
+from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("jobworker.worker")
+CHANNEL = "jobs:insert"
+
+
+@dataclass
+class _Result:
+    job_id: int
+    task: str
+    error: str | None = None
+    payload: Any = None
+    delay: float | None = None
+    permanent: bool = False
+    returned: bool = False
+
+
+class Worker:
+    """Runs the jobs of a registry. ``await worker.run()`` until ``stop()``; ``run_once()`` for tests."""
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        *,
+        database_url: str | None = None,
+        schema: str | None = None,
+        settings: WorkerSettings | None = None,
+        **options: Any,
+    ) -> None:
+        self.registry = registry
+        self.database_url = db.resolve_database_url(database_url, worker=True)
+        self.schema = db.resolve_schema(schema)
+        self.settings = (settings or WorkerSettings()).with_(**options) if options else (settings or WorkerSettings())
+        self.worker_id = (
+            self.settings.worker_id or f"jobworker-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] | None = None
+        self._task_ids: dict[str, int] = {}
+        self._task_names: dict[int, str] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._forced = asyncio.Event()
+        self._running: dict[int, tuple[asyncio.Task[None], AbortSignal, str]] = {}
+        self._local: deque[dict[str, Any]] = deque()
+        self._results: list[_Result] = []
+        self._results_ready = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._finisher: asyncio.Task[None] | None = None
+        self._processed = 0
+        self.last_loop_at = time.monotonic()
+        self.started = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def q(self, name: str) -> Any:
+        return sql.query(name, self.schema)
+
+    async def _open(self) -> None:
+        max_size = max(2, min(self.settings.concurrency, 8)) + 1
+        self._pool = AsyncConnectionPool(
+            self.database_url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+            open=False,
+            reconnect_timeout=0,
+        )
+        with db.wrap_exceptions():
+            await self._pool.open(wait=True, timeout=30)
+        names = [job.name for job in self.registry]
+        rows = await self._fetch("register_tasks", {"identifiers": names})
+        self._task_ids = {r["identifier"]: r["id"] for r in rows}
+        self._task_names = {v: k for k, v in self._task_ids.items()}
+        await self._heartbeat()
+        self._finisher = asyncio.create_task(self._finish_loop(), name="jobworker-finisher")
+
+    async def _fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self.q(name), params)
+            return await cur.fetchall() if cur.description else []
+
+    async def run(self) -> None:
+        """Run until ``stop()`` (or SIGTERM/SIGINT, when the CLI installs the handlers)."""
+        await self._open()
+        self._background += [
+            asyncio.create_task(self._listen_loop(), name="jobworker-listen"),
+            asyncio.create_task(self._heartbeat_loop(), name="jobworker-heartbeat"),
+        ]
+        log.info(
+            "worker %s started: %d tasks, concurrency %d", self.worker_id, len(self.registry), self.settings.concurrency
+        )
+        self.started.set()
+        try:
+            await self._main_loop(drain=False)
+        finally:
+            await self._shutdown()
+
+    async def run_once(self) -> int:
+        """Run every job available now, wait for them, and return how many ran."""
+        await self._open()
+        self.started.set()
+        try:
+            await self._main_loop(drain=True)
+        finally:
+            await self._shutdown()
+        return self._processed
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming and let running jobs finish within the grace period; ``force`` skips the wait."""
+        if self._stopping:
+            force = True
+        self._stopping = True
+        for _, signal, _ in self._running.values():
+            signal.fire("worker is shutting down")
+        if force:
+            self._forced.set()
+        self._wake.set()
+
+    @property
+    def healthy(self) -> bool:
+        return not self._stopping and time.monotonic() - self.last_loop_at < self.settings.poll_interval * 3 + 30
+
+    # -- claiming ---------------------------------------------------------------------------------
+    async def _main_loop(self, *, drain: bool) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            self.last_loop_at = time.monotonic()
+            self._wake.clear()
+            free = self.settings.concurrency - len(self._running)
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._fill(free)
+                    backoff = 0.1
+                except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+                    log.warning("claim failed (%s); retrying in %.1fs", db._one_line(exc), backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+            if drain and not self._running and not self._local and claimed == 0:
+                return
+            if claimed and claimed >= free:
+                # Slots are full: the next wake comes from a finishing job.
+                pass
+            elif claimed:
+                continue
+            await self._sleep(self.settings.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _fill(self, free: int) -> int:
+        """Start up to ``free`` jobs: from the local queue in batch mode, else claimed in one statement."""
+        if self.settings.batch:
+            if len(self._local) < free:
+                want = self.settings.batch_size - len(self._local)
+                self._local.extend(await self._claim(want))
+            started = 0
+            while self._local and started < free:
+                self._start(self._local.popleft())
+                started += 1
+            return started
+        rows = await self._claim(free)
+        for row in rows:
+            self._start(row)
+        return len(rows)
+
+    async def _claim(self, limit: int) -> list[dict[str, Any]]:
+        if limit <= 0 or not self._task_ids:
+            return []
+        return await self._fetch(
+            "get_jobs",
+            {
+                "worker_id": self.worker_id,
+                "task_ids": list(self._task_ids.values()),
+                "limit": limit,
+                "queue_names": list(self.settings.queues) if self.settings.queues else None,
+                "forbidden_flags": list(self.settings.forbidden_flags) if self.settings.forbidden_flags else None,
+            },
+        )
+
+    # -- running ----------------------------------------------------------------------------------
+    def _start(self, row: dict[str, Any]) -> None:
+        signal = AbortSignal()
+        task_name = self._task_names.get(row["task_id"], f"<task {row['task_id']}>")
+        task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row['id']}")
+        self._running[row["id"]] = (task, signal, task_name)
+        metrics.JOBS_RUNNING.inc()
+        if self._stopping:
+            signal.fire("worker is shutting down")
+
+    async def _execute(self, row: dict[str, Any], task_name: str, signal: AbortSignal) -> None:
+        job_id = row["id"]
+        result = _Result(job_id, task_name)
+        started = time.perf_counter()
+        try:
+            result = await self._invoke(row, task_name, signal)
+        except asyncio.CancelledError:
+            result = _Result(job_id, task_name, returned=True)
+        finally:
+            self._running.pop(job_id, None)
+            metrics.JOBS_RUNNING.dec()
+            metrics.JOB_DURATION.labels(task_name).observe(time.perf_counter() - started)
+            self._processed += 1
+            self._record(result)
+            self._wake.set()
+
+    async def _invoke(self, row: dict[str, Any], task_name: str, signal: AbortSignal) -> _Result:
+        job_id = row["id"]
+        definition: JobDefinition[Any] | None = None
+        if task_name in self.registry:
+            definition = self.registry.get(task_name)
+        if definition is None:
+            # As graphile-worker does: a job for a task this process cannot run fails and retries,
+            # so a worker that knows the task can pick it up later.
+            return _Result(job_id, task_name, error=f"Unsupported task {task_name!r}: no handler in this worker")
+        metrics.JOBS_STARTED.labels(task_name).inc()
+        raw = row["payload"]
+        try:
+            payload = definition.validate(raw)
+        except errors.InvalidPayloadError as exc:
+            return _Result(job_id, task_name, error=str(exc), permanent=True)
+        ctx = JobContext(
+            job_id=str(job_id),
+            job_name=task_name,
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            signal=signal,
+            logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{task_name}"), {"job_id": job_id}),
+            job_key=row["key"],
+            run_at=row["run_at"],
+            priority=row["priority"],
+            flags=frozenset(row["flags"] or ()),
+        )
+        try:
+            outcome = await definition.run(payload, ctx)
+        except errors.PermanentJobError as exc:
+            return _Result(job_id, task_name, error=_describe(exc), permanent=True)
+        except errors.RetryJob as exc:
+            return _Result(job_id, task_name, error=_describe(exc), delay=exc.delay.total_seconds())
+        except Exception as exc:
+            if signal.is_set() and self._stopping:
+                # The handler gave up because we asked it to: hand the job back, attempt unused.
+                return _Result(job_id, task_name, returned=True)
+            ctx.logger.warning("job %s (%s) failed: %s", job_id, task_name, _describe(exc))
+            return _Result(job_id, task_name, error=_describe(exc))
+        if isinstance(raw, list) and isinstance(outcome, list) and len(outcome) == len(raw):
+            failed = [(item, r) for item, r in zip(raw, outcome, strict=True) if isinstance(r, BaseException)]
+            if failed:
+                message = f"{len(failed)} of {len(raw)} batch items failed: " + "; ".join(
+                    _describe(r) for _, r in failed[:5]
+                )
+                return _Result(job_id, task_name, error=message, payload=[item for item, _ in failed])
+        return _Result(job_id, task_name)
+
+    # -- finishing --------------------------------------------------------------------------------
+    def _record(self, result: _Result) -> None:
+        self._results.append(result)
+        self._results_ready.set()
+
+    async def _finish_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._results_ready.wait()
+            if self.settings.batch and self.settings.complete_delay > 0 and not self._stopping:
+                await asyncio.sleep(self.settings.complete_delay)
+            self._results_ready.clear()
+            batch, self._results = self._results, []
+            if not batch:
+                continue
+            try:
+                await self._write_results(batch)
+                backoff = 0.1
+            except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+                # Keep every result and try again: the jobs stay locked to us, so nobody runs them twice.
+                log.warning(
+                    "could not record %d job results (%s); retrying in %.1fs", len(batch), db._one_line(exc), backoff
+                )
+                self._results = batch + self._results
+                self._results_ready.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _write_results(self, batch: list[_Result]) -> None:
+        done = [r for r in batch if r.error is None and not r.returned]
+        failed = [r for r in batch if r.error is not None and not r.returned]
+        returned = [r for r in batch if r.returned]
+        if done:
+            await self._fetch("complete_jobs", {"job_ids": [r.job_id for r in done], "worker_id": self.worker_id})
+            for r in done:
+                metrics.JOBS_COMPLETED.labels(r.task).inc()
+        if failed:
+            await self._fetch(
+                "fail_jobs",
+                {
+                    "worker_id": self.worker_id,
+                    "job_ids": [r.job_id for r in failed],
+                    "messages": [r.error for r in failed],
+                    "payloads": [Json(r.payload) if r.payload is not None else None for r in failed],
+                    "delays": [r.delay for r in failed],
+                    "permanent": [r.permanent for r in failed],
+                },
+            )
+            for r in failed:
+                metrics.JOBS_FAILED.labels(r.task, str(r.permanent).lower()).inc()
+        if returned:
+            await self._return([r.job_id for r in returned])
+            for r in returned:
+                metrics.JOBS_RETURNED.labels(r.task).inc()
+
+    async def _return(self, job_ids: Iterable[int]) -> None:
+        ids = list(job_ids)
+        if ids:
+            await self._fetch("return_jobs", {"job_ids": ids, "worker_id": self.worker_id})
+
+    async def _drain_results(self, deadline: float) -> None:
+        while (self._results or self._results_ready.is_set()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        for _, signal, _ in list(self._running.values()):
+            signal.fire("worker is shutting down")
+        tasks = [t for t, _, _ in self._running.values()]
+        if tasks:
+            grace = asyncio.ensure_future(asyncio.wait(tasks, timeout=self.settings.graceful_shutdown))
+            forced = asyncio.ensure_future(self._forced.wait())
+            await asyncio.wait([grace, forced], return_when=asyncio.FIRST_COMPLETED)
+            grace.cancel()
+            forced.cancel()
+        for task, _, _ in list(self._running.values()):
+            task.cancel()  # a sync handler's thread cannot be interrupted; its job is returned all the same
+        if self._running:
+            await asyncio.wait([t for t, _, _ in self._running.values()], timeout=1)
+        unstarted = [row["id"] for row in self._local]
+        self._local.clear()
+        deadline = time.monotonic() + (2 if self._forced.is_set() else 15)
+        await self._drain_results(deadline)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._return(unstarted)
+            with contextlib.suppress(Exception):
+                await self._fetch("deregister", {"worker_id": self.worker_id})
+        if self._finisher is not None:
+            self._finisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._finisher
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("worker %s stopped", self.worker_id)
+
+    # -- background -------------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        metadata = {
+            "tasks": [job.name for job in self.registry],
+            "concurrency": self.settings.concurrency,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "runtime": "jobworker",
+        }
+        await self._fetch("heartbeat", {"worker_id": self.worker_id, "metadata": Json(metadata)})
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                await self._heartbeat()
+            except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+                log.warning("heartbeat failed: %s", db._one_line(exc))
+
+    async def _listen_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+                try:
+                    await conn.execute(f'listen "{CHANNEL}"')
+                    backoff = 0.1
+                    self._wake.set()  # anything sent while we were not listening is found by this claim
+                    async for _ in conn.notifies():
+                        self._wake.set()
+                finally:
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", db._one_line(exc), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
