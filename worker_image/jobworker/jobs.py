@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 import pydantic
+import pydantic_core
 from jobworker import errors
 
 P = TypeVar("P")
@@ -144,7 +145,7 @@ class JobDefinition(Generic[P]):
         """The JSON-ready form stored in the database or sent over HTTP."""
         try:
             return self._adapter.dump_python(payload, mode="json")
-        except (pydantic.ValidationError, pydantic.PydanticSerializationError) as exc:
+        except (pydantic.ValidationError, pydantic_core.PydanticSerializationError) as exc:
             raise errors.InvalidPayloadError(f"Invalid job payload for {self.name!r}: {exc}") from None
 
     async def run(self, payload: P, ctx: JobContext) -> object:
@@ -253,7 +254,7 @@ def validate_priority(value: object) -> int:
 
 def validate_job_key_mode(value: object) -> JobKeyMode:
     try:
-        return JobKeyMode(value)
+        return JobKeyMode(str(value))
     except ValueError:
         choices = ", ".join(m.value for m in JobKeyMode)
         raise errors.ConfigurationError(f"job_key_mode: {value!r} is not one of {choices}") from None

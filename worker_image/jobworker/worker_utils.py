@@ -111,7 +111,8 @@ def _added(row: dict[str, Any]) -> AddedJob:
 
 
 def _job(row: dict[str, Any]) -> Job:
-    return Job(**{f.name: row.get(f.name) for f in fields(Job)})
+    values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(Job)}
+    return Job(**values)
 
 
 class WorkerUtils:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import LiteralString, cast
+from typing import LiteralString
 
 from psycopg import sql as pgsql
 
@@ -43,7 +43,8 @@ def quote_schema(schema: str) -> str:
 @cache
 def query(name: str, schema: str) -> LiteralString:
     """The named query with the schema placeholder filled in, as a literal for psycopg."""
-    return cast(LiteralString, queries[name].replace("__SCHEMA__", quote_schema(schema)))
+    text: str = queries[name].replace("__SCHEMA__", quote_schema(schema))
+    return text
 
 
 def migration_files() -> dict[str, list[tuple[int, str]]]:
@@ -57,4 +58,5 @@ def migration_files() -> dict[str, list[tuple[int, str]]]:
 
 
 def render(text: str, schema: str) -> LiteralString:
-    return cast(LiteralString, text.replace("__SCHEMA__", quote_schema(schema)))
+    rendered: str = text.replace("__SCHEMA__", quote_schema(schema))
+    return rendered
