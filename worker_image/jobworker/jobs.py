@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import pydantic
 import pydantic_core
+
 from jobworker import errors
 
 P = TypeVar("P")

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg.types.json import Json
+
 from jobworker import db, errors, jobs, migrate, sql
 from jobworker.durations import parse_duration
 from jobworker.models import AddedJob, Job, JobSpec, QueueStats, SweepResult, TaskQueueStats, WorkerInfo
-from psycopg.types.json import Json
 
 T = TypeVar("T")
 ANALYZE_THRESHOLD = 10_000
