@@ -1,0 +1,6 @@
+"""Kubernetes operator for jobworker: reconciles ``JobWorkerPool`` objects into workloads."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import body, pool
+from jobworker_operator import model
+from jobworker_operator.model import Pool
+
+CRD = Path(__file__).parents[2] / "crds" / "jobworkerpools.yaml"
+
+
+def crd_spec_schema() -> dict[str, Any]:
+    doc = yaml.safe_load(CRD.read_text())
+    schema: dict[str, Any] = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def apply_schema_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Structural defaulting as the API server does it: fill absent properties that have a default."""
+    if schema.get("type") != "object" or not isinstance(value, dict):
+        return value
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in value and "default" in sub:
+            value[key] = sub["default"]
+        if key in value:
+            value[key] = apply_schema_defaults(sub, value[key])
+    return value
+
+
+class TestDefaults:
+    def test_minimal_pool(self) -> None:
+        p = pool()
+        assert p.provider == "graphile"
+        assert p.schema == "graphile_worker"
+        assert p.workers.replicas == 1
+        assert p.workers.concurrency == 1
+        assert p.workers.autoscaling is None
+        assert p.scheduler.enabled is True
+        assert p.migration.enabled is True
+        assert p.sweep.schedule == "* * * * *"
+        assert p.cleanup.tasks == ("gc-task-identifiers", "gc-job-queues")
+        assert p.metrics.port == 9464
+
+    def test_crd_defaults_equal_model_defaults(self) -> None:
+        """Defaults are written once in model.py; the CRD must agree field by field."""
+        minimal = body(
+            workers={"autoscaling": {"maxReplicas": 5}},
+            scheduler={"schedules": [{"id": "a", "task": "t", "cron": "* * * * *"}]},
+        )
+        defaulted = body()
+        defaulted["spec"] = apply_schema_defaults(crd_spec_schema(), minimal["spec"])
+        assert Pool.from_body(defaulted) == Pool.from_body(minimal)
+
+    def test_every_crd_default_is_in_its_description(self) -> None:
+        def walk(schema: dict[str, Any], path: str) -> list[str]:
+            bad = []
+            for key, sub in (schema.get("properties") or {}).items():
+                # `default: {}` on an object only enables defaulting of its fields, which state theirs.
+                if sub.get("default", {}) != {} and "Default" not in sub.get("description", ""):
+                    bad.append(f"{path}.{key}")
+                bad += walk(sub.get("items", sub), f"{path}.{key}")
+            return bad
+
+        assert walk(crd_spec_schema(), "spec") == []
+
+    def test_autoscaling_defaults(self) -> None:
+        auto = pool(workers={"autoscaling": {"maxReplicas": 4}}).workers.autoscaling
+        assert auto == model.Autoscaling(max_replicas=4, min_replicas=1, target_jobs_per_replica=10,
+                                         scale_down_delay_seconds=300)
+
+
+class TestMigrationDigest:
+    def test_changes_with_image_and_schema(self) -> None:
+        a = pool()
+        b = pool(image="registry.example/app:2.0")
+        c = pool(provider={"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db"},
+                                                            "schema": "other"}})
+        assert len({a.migration_digest, b.migration_digest, c.migration_digest}) == 3
+
+    @pytest.mark.parametrize("replicas", [1, 5])
+    def test_ignores_unrelated_fields(self, replicas: int) -> None:
+        assert pool(workers={"replicas": replicas}).migration_digest == pool().migration_digest
