@@ -14,7 +14,7 @@ from jobworker_operator import names
 ProviderType = Literal["graphile", "qstash", "noop"]
 
 DEFAULT_IMAGE_PULL_POLICY = "IfNotPresent"
-DEFAULT_PROVIDER = "graphile"
+DEFAULT_PROVIDER: ProviderType = "graphile"
 DEFAULT_SECRET_KEY = "url"
 DEFAULT_SCHEMA = "graphile_worker"
 DEFAULT_REPLICAS = 1
