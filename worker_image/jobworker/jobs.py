@@ -128,6 +128,9 @@ class JobDefinition(Generic[P]):
                 f"job {self.name!r}: payload type {self.payload_type!r} is not a pydantic model, "
                 "TypedDict or other type pydantic can validate"
             ) from exc
+        except pydantic.PydanticUserError as exc:
+            # e.g. typing.TypedDict on Python < 3.12, where pydantic needs typing_extensions.TypedDict
+            raise errors.ConfigurationError(f"job {self.name!r}: payload type {self.payload_type!r}: {exc}") from exc
         object.__setattr__(self, "_adapter", adapter)
         object.__setattr__(self, "_is_async", inspect.iscoroutinefunction(self.handler))
 

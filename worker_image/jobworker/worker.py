@@ -300,6 +300,8 @@ class Worker:
             try:
                 await self._write_results(batch)
                 backoff = 0.1
+                # A finished job may have freed its named queue: claim again now, not at the next poll.
+                self._wake.set()
             except (psycopg.Error, errors.DatabaseError, OSError) as exc:
                 # Keep every result and try again: the jobs stay locked to us, so nobody runs them twice.
                 log.warning(

@@ -1,0 +1,453 @@
+"""The ``jobworker`` command line. One function per command, each thin over WorkerUtils or Worker.
+
+Exit codes: 0 success; 1 the operation failed (database unreachable, job not found, nothing matched);
+2 bad input (usage, configuration, payload); 3 a breaking migration is pending while workers run;
+4 the database schema is newer than this jobworker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from jobworker import __version__, db, errors, migrate
+from jobworker.durations import parse_duration
+from jobworker.registry import load_registry
+from jobworker.settings import WorkerSettings
+from jobworker.worker_utils import CLEANUP_TASKS, WorkerUtils
+
+EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW = 1, 2, 3, 4
+STATES = ("all", "ready", "scheduled", "locked", "failed")
+
+
+def _iso(value: str, flag: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.ConfigurationError(
+            f"{flag}: {value!r} is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _payload(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.ConfigurationError(f"--payload: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _ids(values: Sequence[str]) -> list[int]:
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise errors.ConfigurationError(f"job ids must be integers, got {' '.join(values)!r}") from None
+
+
+class Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        if self.as_json:
+            print(json.dumps(_plain(data), default=str, indent=None))
+        else:
+            print(text() if callable(text) else text)
+
+
+def _plain(data: Any) -> Any:
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(data).items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, datetime):
+        return data.isoformat()
+    return data
+
+
+# -- commands -------------------------------------------------------------------------------------
+async def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
+    url = db.resolve_database_url(args.database_url)
+    result = await migrate.migrate(url, db.resolve_schema(args.schema), allow_breaking=args.allow_breaking)
+    text = "applied " + ", ".join(result.applied) if result.applied else "already up to date"
+    out.emit(result, f"{text} (graphile {result.graphile_version}, jobworker {result.jobworker_version})")
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
+    from jobworker import httpserver
+    from jobworker.worker import Worker
+
+    registry = load_registry(args.tasks)
+    settings = WorkerSettings.from_env(
+        concurrency=args.concurrency,
+        poll_interval=parse_duration(args.poll_interval, field="--poll-interval").total_seconds()
+        if args.poll_interval
+        else None,
+        graceful_shutdown=parse_duration(args.graceful_shutdown, field="--graceful-shutdown").total_seconds()
+        if args.graceful_shutdown
+        else None,
+        queues=tuple(args.queue) if args.queue else None,
+        forbidden_flags=tuple(args.forbidden_flag) if args.forbidden_flag else None,
+        batch=True if args.batch else None,
+        http_port=args.http_port,
+    )
+    worker = Worker(registry, database_url=args.database_url, schema=args.schema, settings=settings)
+    if args.once:
+        count = await worker.run_once()
+        out.emit({"processed": count}, f"processed {count} jobs")
+        return 0
+    runner = await httpserver.start(settings.http_port, lambda: worker.healthy) if settings.http_port else None
+    _on_signals(lambda first: worker.stop(force=not first))
+    try:
+        await worker.run()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    return 0
+
+
+def _on_signals(handler: Callable[[bool], None]) -> None:
+    """SIGTERM/SIGINT: the first asks for a graceful stop, the next forces it."""
+    loop = asyncio.get_running_loop()
+    seen = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        seen["count"] += 1
+        first = seen["count"] == 1
+        print(
+            f"received {signal.Signals(signum).name}: "
+            + ("stopping after running jobs finish (send again to force)" if first else "forcing exit"),
+            file=sys.stderr,
+        )
+        handler(first)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def cmd_add(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        added = await utils.add_job(
+            args.task,
+            _payload(args.payload),
+            queue_name=args.queue,
+            run_at=_iso(args.run_at, "--run-at") if args.run_at else None,
+            priority=args.priority,
+            max_attempts=args.max_attempts,
+            job_key=args.job_key,
+            job_key_mode=args.job_key_mode,
+            flags=args.flag or None,
+        )
+    verb = "updated" if added.revision else "added"
+    out.emit(added, f"{verb} job {added.id} ({args.task}) to run at {added.run_at.isoformat()}")
+    return 0
+
+
+async def cmd_list(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        found = await utils.list_jobs(state=args.state, task=args.task, queue_name=args.queue, limit=args.limit)
+
+    def table() -> str:
+        lines = [f"{'ID':>8}  {'STATE':<9}  {'TASK':<24}  {'QUEUE':<12}  {'ATTEMPTS':>8}  RUN AT"]
+        for job in found:
+            lines.append(
+                f"{job.id:>8}  {job.state:<9}  {job.task_identifier[:24]:<24}  {(job.queue_name or '-')[:12]:<12}  "
+                f"{job.attempts:>3}/{job.max_attempts:<4}  {job.run_at.isoformat(timespec='seconds')}"
+            )
+        return "\n".join(lines)
+
+    out.emit(found, table)
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        job = await utils.get_job(_ids([args.id])[0])
+    if job is None:
+        print(f"error: no job with id {args.id}", file=sys.stderr)
+        return EXIT_FAILED
+    out.emit(job, lambda: "\n".join(f"{k}: {v}" for k, v in _plain(job).items()))
+    return 0
+
+
+async def _by_ids(
+    args: argparse.Namespace, out: Output, verb: str, run: Callable[[WorkerUtils], Awaitable[list[int]]]
+) -> int:
+    wanted = _ids(args.ids)
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        done = await run(utils)
+    skipped = sorted(set(wanted) - set(done))
+    out.emit(
+        {verb: sorted(done), "skipped": skipped},
+        f"{verb} {len(done)} job(s)" + (f"; skipped {skipped} (not found or locked)" if skipped else ""),
+    )
+    return EXIT_FAILED if skipped else 0
+
+
+async def cmd_complete(args: argparse.Namespace, out: Output) -> int:
+    return await _by_ids(args, out, "completed", lambda u: u.complete_jobs(_ids(args.ids)))
+
+
+async def cmd_fail(args: argparse.Namespace, out: Output) -> int:
+    return await _by_ids(args, out, "failed", lambda u: u.permanently_fail_jobs(_ids(args.ids), args.reason))
+
+
+async def cmd_reschedule(args: argparse.Namespace, out: Output) -> int:
+    run_at = _iso(args.run_at, "--run-at") if args.run_at else None
+    return await _by_ids(
+        args,
+        out,
+        "rescheduled",
+        lambda u: u.reschedule_jobs(
+            _ids(args.ids),
+            run_at=run_at,
+            priority=args.priority,
+            attempts=args.attempts,
+            max_attempts=args.max_attempts,
+        ),
+    )
+
+
+async def cmd_remove(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        job_id = await utils.remove_job(args.key)
+    if job_id is None:
+        print(f"error: no job with key {args.key!r}", file=sys.stderr)
+        return EXIT_FAILED
+    out.emit({"removed": job_id}, f"removed job {job_id} (a running job keeps running but will not retry)")
+    return 0
+
+
+async def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        counts = await utils.cleanup(args.task or CLEANUP_TASKS)
+    out.emit(counts, lambda: "\n".join(f"{k}: {v} removed" for k, v in counts.items()))
+    return 0
+
+
+async def cmd_workers(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        found = await utils.list_active_workers(parse_duration(args.threshold, field="--threshold"))
+
+    def table() -> str:
+        lines = [f"{'WORKER':<48}  {'HEARTBEAT AGE':>13}  {'LOCKED':>6}  STARTED"]
+        for w in found:
+            lines.append(
+                f"{w.id[:48]:<48}  {w.heartbeat_age_seconds:>12.1f}s  {w.locked_jobs:>6}  "
+                f"{w.started_at.isoformat(timespec='seconds')}"
+            )
+        return "\n".join(lines)
+
+    out.emit(found, table)
+    return 0
+
+
+async def cmd_force_unlock(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        await utils.force_unlock_workers(args.worker_ids)
+    out.emit({"unlocked": args.worker_ids}, f"released the locks of {len(args.worker_ids)} worker(s)")
+    return 0
+
+
+async def cmd_sweep(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        result = await utils.sweep_stale_workers(args.sweep_threshold, args.recovery_delay, dry_run=args.dry_run)
+    if result.skipped:
+        text = "another sweep is running; nothing done"
+    else:
+        prefix = "would recover" if result.dry_run else "recovered"
+        text = (
+            f"{prefix} {len(result.recovered_job_ids)} job(s) from {len(result.stale_workers)} stale worker(s)"
+            f" and {len(result.orphan_lock_holders)} orphan lock holder(s)"
+        )
+    out.emit(result, text)
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace, out: Output) -> int:
+    async with WorkerUtils(args.database_url, args.schema) as utils:
+        stats = await utils.queue_stats()
+
+    def text() -> str:
+        oldest = f"{stats.oldest_ready_seconds:.1f}s" if stats.oldest_ready_seconds is not None else "-"
+        lines = [
+            f"ready {stats.ready}  scheduled {stats.scheduled}  locked {stats.locked}  failed {stats.failed}",
+            f"oldest ready {oldest}  workers active {stats.workers_active}  stale {stats.workers_stale}",
+        ]
+        lines += [f"  {s.task:<24} {(s.queue or '-'):<12} {s.state:<9} {s.count}" for s in stats.by_task]
+        return "\n".join(lines)
+
+    out.emit(stats, text)
+    return 0
+
+
+def _external(module: str, attr: str) -> Callable[[argparse.Namespace, Output], Awaitable[int]]:
+    async def run(args: argparse.Namespace, out: Output) -> int:
+        import importlib
+
+        fn = getattr(importlib.import_module(module), attr)
+        result = fn(args)
+        return int(await result) if asyncio.iscoroutine(result) else int(result)
+
+    return run
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jobworker", description="Background jobs on PostgreSQL (graphile-worker schema).")
+    p.add_argument("--version", action="version", version=f"jobworker {__version__}")
+    p.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL; workers prefer $WORKER_DATABASE_URL)"
+    )
+    p.add_argument("--schema", help="schema name (default: $JOBWORKER_SCHEMA or graphile_worker)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Callable[..., Awaitable[int]], help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = cmd("migrate", cmd_migrate, "install or upgrade the schema (safe to run concurrently)")
+    sp.add_argument("--allow-breaking", action="store_true", help="apply breaking migrations even while workers run")
+
+    sp = cmd("worker", cmd_worker, "run jobs")
+    sp.add_argument("--tasks", required=True, help="module (or module:attribute) holding the job definitions")
+    sp.add_argument("--concurrency", type=int, help="jobs at once (default: $JOBS_CONCURRENCY or 2)")
+    sp.add_argument("--once", action="store_true", help="run the jobs available now, then exit")
+    sp.add_argument("--queue", action="append", help="only claim jobs in this named queue (repeatable)")
+    sp.add_argument("--forbidden-flag", action="append", help="never claim jobs with this flag (repeatable)")
+    sp.add_argument("--poll-interval", help="poll period for future jobs and retries (default 2s)")
+    sp.add_argument("--graceful-shutdown", help="time running jobs get after SIGTERM (default 30s)")
+    sp.add_argument("--batch", action="store_true", help="claim ahead and complete in batches (see docs)")
+    sp.add_argument("--http-port", type=int, help="serve /healthz and /metrics on this port")
+
+    sp = cmd("scheduler", _external("jobworker.scheduler", "main"), "run cron schedules, exactly once per tick")
+    sp.add_argument("--tasks", required=True, help="module holding the job definitions (and their schedules)")
+    sp.add_argument("--schedules", default=os.environ.get("JOBWORKER_SCHEDULES"), help="YAML/JSON schedules file")
+    sp.add_argument("--http-port", type=int, help="serve /healthz and /metrics on this port")
+
+    sp = cmd("serve", _external("jobworker.endpoint", "main"), "serve POST /v1/jobs/run/<name> for QStash")
+    sp.add_argument("--tasks", required=True)
+    sp.add_argument("--host", default="0.0.0.0")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+
+    qs = sub.add_parser("qstash", help="QStash provider utilities").add_subparsers(dest="qstash_command", required=True)
+    sp = qs.add_parser("sync-schedules", help="upsert QStash schedules with stable ids")
+    sp.set_defaults(func=_external("jobworker.providers.qstash", "main_sync_schedules"))
+    sp.add_argument("--tasks", required=True)
+    sp.add_argument("--schedules", default=os.environ.get("JOBWORKER_SCHEDULES"))
+    sp.add_argument("--dry-run", action="store_true")
+
+    sp = cmd("add", cmd_add, "add a job")
+    sp.add_argument("task")
+    sp.add_argument("--payload", default="{}", help="JSON payload (default {})")
+    sp.add_argument("--queue", help="named queue: its jobs run one at a time")
+    sp.add_argument("--run-at", help="ISO 8601 time (default now)")
+    sp.add_argument("--priority", type=int, help="lower runs first (default 0)")
+    sp.add_argument("--max-attempts", type=int, help="default 25")
+    sp.add_argument("--job-key", help="unique key: adding again updates the existing job")
+    sp.add_argument("--job-key-mode", choices=["replace", "preserve_run_at", "unsafe_dedupe"], help="default replace")
+    sp.add_argument("--flag", action="append", help="flag for forbidden-flag filtering (repeatable)")
+
+    sp = cmd("list", cmd_list, "list jobs")
+    sp.add_argument("--state", default="all", choices=STATES)
+    sp.add_argument("--task")
+    sp.add_argument("--queue")
+    sp.add_argument("--limit", type=int, default=100)
+
+    sp = cmd("show", cmd_show, "show one job, with its payload")
+    sp.add_argument("id")
+
+    sp = cmd("complete", cmd_complete, "mark jobs complete (deletes them; running jobs are skipped)")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+
+    sp = cmd("fail", cmd_fail, "fail jobs permanently (running jobs are skipped)")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp.add_argument("--reason", required=True)
+
+    sp = cmd("reschedule", cmd_reschedule, "change run_at/priority/attempts (running jobs are skipped)")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+    when = sp.add_mutually_exclusive_group()
+    when.add_argument("--run-at", help="ISO 8601 time")
+    when.add_argument("--now", action="store_true", help="run now (the default)")
+    sp.add_argument("--priority", type=int)
+    sp.add_argument("--attempts", type=int)
+    sp.add_argument("--max-attempts", type=int)
+
+    sp = cmd("remove", cmd_remove, "remove the job with this key")
+    sp.add_argument("key")
+
+    sp = cmd("cleanup", cmd_cleanup, "garbage-collect tasks and queues, delete permanently failed jobs")
+    sp.add_argument("--task", action="append", choices=CLEANUP_TASKS, help="default: all three")
+
+    sp = cmd("workers", cmd_workers, "list live workers")
+    sp.add_argument("--threshold", default="5m", help="heartbeat age that still counts as live (default 5m)")
+
+    sp = cmd("force-unlock", cmd_force_unlock, "release every lock held by these worker ids")
+    sp.add_argument("worker_ids", nargs="+", metavar="WORKER_ID")
+
+    sp = cmd("sweep-stale-workers", cmd_sweep, "recover the jobs of workers that stopped heartbeating")
+    sp.add_argument("--sweep-threshold", default="5m", help="heartbeat age after which a worker is dead (default 5m)")
+    sp.add_argument("--recovery-delay", default="30s", help="delay before recovered jobs run again (default 30s)")
+    sp.add_argument("--dry-run", action="store_true")
+
+    cmd("stats", cmd_stats, "queue depth by state, oldest ready job, workers")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    out = Output(args.json)
+    try:
+        code: int = asyncio.run(args.func(args, out))
+    except KeyboardInterrupt:
+        code = 130
+    except migrate.BreakingMigrationPendingError as exc:
+        code = _fail(exc, EXIT_BREAKING_PENDING)
+    except errors.SchemaTooNewError as exc:
+        code = _fail(exc, EXIT_SCHEMA_TOO_NEW)
+    except (errors.ConfigurationError, errors.InvalidPayloadError, errors.UnknownTaskError) as exc:
+        code = _fail(exc, EXIT_USAGE)
+    except errors.JobworkerError as exc:
+        code = _fail(exc, EXIT_FAILED)
+    _exit_past_stuck_threads(code)
+    return code
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return code
+
+
+def _exit_past_stuck_threads(code: int) -> None:
+    """A sync handler abandoned at shutdown still holds its thread; don't let it keep the process alive."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
