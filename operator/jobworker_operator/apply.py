@@ -1,0 +1,203 @@
+"""The only module that talks to the Kubernetes API (besides kopf itself).
+
+Children are written with server-side apply under one field manager, with a spec-hash annotation: an
+unchanged child whose generation (or resourceVersion) is still the one our last apply produced is not
+sent again, and anything else — a new render, a hand edit, an operator restart — is re-applied. A
+re-apply of identical content is a no-op in the API server, so restarts adopt children without churn.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from jobworker_operator import names
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (kind, name)
+
+PLURALS = {
+    "ConfigMap": "configmaps", "Service": "services", "Secret": "secrets", "Deployment": "deployments",
+    "Job": "jobs", "CronJob": "cronjobs", "ServiceMonitor": "servicemonitors", names.KIND: names.PLURAL,
+}
+# Kinds the operator lists to find its children (ServiceMonitors: the RBAC has no list, see prune()).
+LISTED_KINDS = (("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
+                ("batch/v1", "Job"))
+_JSON = {200: "object", 201: "object", 202: "object"}
+TIMEOUT = 30
+
+
+class ApiError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0 when no response)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def path(api_version: str, kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    out = f"{base}/namespaces/{namespace}/{PLURALS[kind]}"
+    if name:
+        out += f"/{name}"
+    if sub:
+        out += f"/{sub}"
+    return out
+
+
+def spec_hash(obj: Obj) -> str:
+    return names.digest(obj)
+
+
+def version_of(obj: Obj) -> str:
+    """Spec version: generation where the kind has one (status updates don't bump it)."""
+    meta = obj.get("metadata", {})
+    return f"g{meta['generation']}" if meta.get("generation") else f"r{meta.get('resourceVersion', '')}"
+
+
+class Api:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.client = api_client
+        self.applied: dict[str, str] = {}  # uid -> version_of() right after our last apply
+
+    @classmethod
+    async def connect(cls) -> Api:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def call(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, str]] | None = None,
+                   content_type: str = "application/json") -> Obj:
+        try:
+            result = await self.client.call_api(
+                url, method, query_params=query or [], body=body,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                response_types_map=_JSON, auth_settings=["BearerToken"], _return_http_data_only=True,
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            raise ApiError(exc.status or 0, _message(exc)) from exc
+        except OSError as exc:
+            raise ApiError(0, f"{method} {url}: {exc}") from exc
+        return dict(result or {})
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self.call("GET", path(api_version, kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
+        out = await self.call("GET", path(api_version, kind, namespace), query=[("labelSelector", selector)])
+        items: list[Obj] = out.get("items") or []
+        return items
+
+    async def server_side_apply(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        query = [("fieldManager", names.FIELD_MANAGER), ("force", "true")]
+        live = await self.call("PATCH", url, body=obj, query=query, content_type="application/apply-patch+yaml")
+        self.applied[live["metadata"]["uid"]] = version_of(live)
+        return live
+
+    async def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Obj,
+                          sub: str | None = None) -> Obj:
+        url = path(api_version, kind, namespace, name, sub)
+        return await self.call("PATCH", url, body=patch, query=[("fieldManager", names.FIELD_MANAGER)],
+                               content_type="application/merge-patch+json")
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self.call("DELETE", path(api_version, kind, namespace, name),
+                            body={"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    async def get_pool(self, namespace: str, name: str) -> Obj | None:
+        return await self.get(names.API_VERSION, names.KIND, namespace, name)
+
+    async def patch_pool_status(self, namespace: str, name: str, status: Obj) -> None:
+        await self.merge_patch(names.API_VERSION, names.KIND, namespace, name, {"status": status}, sub="status")
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        secret = await self.get("v1", "Secret", namespace, name)
+        if secret is None:
+            raise ApiError(404, f"Secret {namespace}/{name} not found")
+        raw = (secret.get("data") or {}).get(key)
+        if raw is None:
+            raise ApiError(404, f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(raw).decode()
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"
+
+
+async def live_children(api: Api, namespace: str, pool: str) -> dict[Key, Obj]:
+    selector = f"{names.LABEL_POOL}={pool},{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    out: dict[Key, Obj] = {}
+    for api_version, kind in LISTED_KINDS:
+        for item in await api.list(api_version, kind, namespace, selector):
+            # Jobs spawned by our CronJobs carry our labels too; they belong to the CronJob.
+            owners = item.get("metadata", {}).get("ownerReferences") or []
+            if any(o.get("kind") == "CronJob" for o in owners):
+                continue
+            out[(kind, item["metadata"]["name"])] = {"apiVersion": api_version, "kind": kind, **item}
+    return out
+
+
+async def sync(api: Api, desired: list[Obj], live: dict[Key, Obj]) -> tuple[dict[Key, Obj], list[str]]:
+    """Apply every desired child that is new, changed or drifted; returns (live after, problems)."""
+    after, problems = dict(live), []
+    for obj in desired:
+        key = (obj["kind"], obj["metadata"]["name"])
+        current = live.get(key)
+        if obj["kind"] == "Job" and current is not None:
+            continue  # Job specs are immutable; a new spec gets a new name (digest in the name).
+        digest = spec_hash(obj)
+        if current is not None and not _needs_apply(api, current, digest):
+            continue
+        annotated = {**obj, "metadata": {**obj["metadata"], "annotations": {
+            **obj["metadata"].get("annotations", {}), names.ANNOTATION_SPEC_HASH: digest}}}
+        try:
+            after[key] = await api.server_side_apply(annotated)
+        except ApiError as exc:
+            problems.append(f"applying {obj['kind']} {obj['metadata']['name']}: {exc}")
+    return after, problems
+
+
+def _needs_apply(api: Api, current: Obj, digest: str) -> bool:
+    meta = current.get("metadata", {})
+    if (meta.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH) != digest:
+        return True
+    return api.applied.get(meta.get("uid", "")) != version_of(current)
+
+
+async def prune(api: Api, live: dict[Key, Obj], keep: set[Key], namespace: str, *, monitor: str | None) -> None:
+    """Delete children the pool no longer wants (scheduler disabled, provider changed, old Jobs)."""
+    for (kind, name), obj in live.items():
+        if (kind, name) not in keep:
+            log.info("deleting %s %s/%s: no longer part of the pool", kind, namespace, name)
+            await api.delete(obj["apiVersion"], kind, namespace, name)
+    if monitor is not None:
+        # No list verb on ServiceMonitors: delete by name; a missing CRD or object is a 404.
+        await api.delete("monitoring.coreos.com/v1", "ServiceMonitor", namespace, monitor)

@@ -1,0 +1,50 @@
+"""Every metric the operator exports on its own /metrics (port 9000 by default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+POOL_LABELS = ("namespace", "pool")
+
+QUEUE_JOBS = Gauge("jobworker_queue_jobs", "Jobs in the pool's queue by task, queue and state.",
+                   [*POOL_LABELS, "task", "queue", "state"])
+OLDEST_READY = Gauge("jobworker_queue_oldest_ready_seconds", "Age of the oldest job ready to run.", POOL_LABELS)
+WORKERS_ACTIVE = Gauge("jobworker_workers_active", "Workers with a recent heartbeat.", POOL_LABELS)
+WORKERS_STALE = Gauge("jobworker_workers_stale", "Workers whose heartbeat is older than 5 minutes.", POOL_LABELS)
+RECONCILE = Counter("jobworker_pool_reconcile", "Reconciliations of a JobWorkerPool.", POOL_LABELS)
+RECONCILE_ERRORS = Counter("jobworker_pool_reconcile_errors", "Reconciliations that failed.", POOL_LABELS)
+
+# Label sets of QUEUE_JOBS per pool, so that a task/queue/state that vanished stops being exported.
+_series: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+
+
+def observe_queue(namespace: str, pool: str, stats: Any) -> None:
+    """Export a ``QueueStats``-shaped reading (contracts.md)."""
+    current: set[tuple[str, str, str]] = set()
+    totals: dict[tuple[str, str, str], int] = {}
+    for row in stats.by_task:
+        key = (str(row.task), str(row.queue or ""), str(row.state))
+        totals[key] = totals.get(key, 0) + int(row.count)
+    for key, count in totals.items():
+        QUEUE_JOBS.labels(namespace, pool, *key).set(count)
+        current.add(key)
+    for gone in _series.get((namespace, pool), set()) - current:
+        QUEUE_JOBS.remove(namespace, pool, *gone)
+    _series[(namespace, pool)] = current
+    oldest = stats.oldest_ready_seconds
+    OLDEST_READY.labels(namespace, pool).set(0.0 if oldest is None else float(oldest))
+    WORKERS_ACTIVE.labels(namespace, pool).set(int(stats.workers_active))
+    WORKERS_STALE.labels(namespace, pool).set(int(stats.workers_stale))
+
+
+def forget(namespace: str, pool: str) -> None:
+    """Drop every series of a deleted pool."""
+    for key in _series.pop((namespace, pool), set()):
+        QUEUE_JOBS.remove(namespace, pool, *key)
+    for metric in (OLDEST_READY, WORKERS_ACTIVE, WORKERS_STALE, RECONCILE, RECONCILE_ERRORS):
+        try:
+            metric.remove(namespace, pool)
+        except KeyError:
+            pass
