@@ -100,9 +100,19 @@ build_kwok() {
 }
 
 build_helm() {
-  log "building helm $HELM_VERSION"
-  GOFLAGS="" GOBIN="$BIN_DIR" "$GO" install -p 2 -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  local gomod client_go minor ldflags pkg
+  # Like helm's Makefile: the default .Capabilities.KubeVersion (helm template/lint without a cluster)
+  # is the client-go minor helm was built with, not v1.20.
+  gomod="$(GOFLAGS="" "$GO" mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  client_go="$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$gomod")"
+  minor="$(cut -d. -f2 <<<"${client_go#v}")"
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  log "building helm $HELM_VERSION (default kubeVersion v1.$minor)"
+  GOFLAGS="" GOBIN="$BIN_DIR" "$GO" install -p 2 -trimpath -ldflags "$ldflags" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 }
 
