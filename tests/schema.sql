@@ -104,9 +104,10 @@ begin
     select q.id, t.id, coalesce(s.payload, '{}'::json), coalesce(s.run_at, now()),
            coalesce(s.max_attempts, 25), s.job_key, coalesce(s.priority, 0),
            (select jsonb_object_agg(f, true) from unnest(s.flags) f)
-    from unnest(specs) s
+    from unnest(specs) with ordinality s
     join "graphile_worker"._private_tasks t on t.identifier = s.identifier
     left join "graphile_worker"._private_job_queues q on q.queue_name = s.queue_name
+    order by s.ordinality  -- ids and returned rows follow the order of the specs
     on conflict (key) do update set
       job_queue_id = excluded.job_queue_id,
       task_id = excluded.task_id,
