@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from jobworker.jobs import JobDefinition, JobKeyMode
+
+if TYPE_CHECKING:
+    from jobworker.config import JobsConfig
+    from jobworker.registry import JobRegistry
 
 P = TypeVar("P")
 
@@ -81,3 +85,50 @@ class GraphileJobQueue:
 
     async def close(self) -> None:
         await self.utils.close()
+
+
+class Runtime(Protocol):
+    """Something that runs jobs: ``await run()`` until ``stop()`` (a Worker, or the HTTP endpoint)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def build_queue(config: JobsConfig | None = None) -> JobQueue:
+    """The JobQueue for ``config.provider`` (default: from the environment, ``JOBS_PROVIDER``; unset is noop)."""
+    from jobworker.config import JobsConfig
+
+    config = config or JobsConfig.from_env()
+    if config.provider == "graphile":
+        return GraphileJobQueue(config.database_url, config.schema)
+    if config.provider == "qstash":
+        from jobworker.providers.qstash import QStashJobQueue
+
+        return QStashJobQueue(config.qstash)
+    from jobworker.providers.noop import NoopJobQueue
+
+    return NoopJobQueue()
+
+
+def build_runtime(
+    config: JobsConfig | None,
+    registry: JobRegistry,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> Runtime | None:
+    """What runs the jobs of ``registry``: a Worker (graphile), the HTTP endpoint served on ``host:port``
+    (qstash), or None (noop: nothing runs)."""
+    from jobworker.config import JobsConfig
+
+    config = config or JobsConfig.from_env()
+    if config.provider == "graphile":
+        from jobworker.providers import graphile
+
+        return graphile.build_runtime(config, registry)
+    if config.provider == "qstash":
+        from jobworker import endpoint
+
+        return endpoint.EndpointRuntime(endpoint.create_app(registry, config.qstash), host=host, port=port)
+    return None

@@ -1,0 +1,400 @@
+"""The HTTP job endpoint QStash delivers to: ``POST /v1/jobs/run/{name}``, ``/healthz`` and ``/metrics``.
+
+``create_app`` gives an aiohttp application (run it with ``jobworker serve``, or mount it in your own
+app with ``app.add_subapp("/jobs", create_app(...))``); ``asgi_app`` serves the same routes to an ASGI
+framework. Both hand each request to one ``Receiver``, so the rules below hold under either:
+
+* the signature is checked before anything else, with PyJWT directly (HS256; the current key, then
+  the next key only when the signature itself does not match; then ``iss``, ``exp``/``nbf`` with a
+  small clock tolerance, ``sub`` against QSTASH_CALLBACK_URL plus the path, and the body hash);
+* 401 for a bad signature; 489 with ``Upstash-NonRetryable-Error: true`` when retrying cannot help
+  (unknown job, invalid payload, attempts exhausted, PermanentJobError); 503 with Retry-After for
+  RetryJob; 500 for other failures, which QStash retries; 200 on success;
+* a body over ``max_body_bytes`` gets 413 and is never read into memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import prometheus_client
+from aiohttp import web
+from multidict import CIMultiDict
+
+from jobworker import errors, metrics
+from jobworker.config import QStashConfig
+from jobworker.jobs import AbortSignal, JobContext
+from jobworker.registry import JobRegistry, load_registry
+
+log = logging.getLogger("jobworker.endpoint")
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_CLOCK_TOLERANCE = 5.0
+"""Seconds of clock skew allowed on exp and nbf."""
+NON_RETRYABLE = 489
+ROUTE_PREFIX = "/v1/jobs/run/"
+MAX_ATTEMPTS_HEADER = "Jobworker-Max-Attempts"
+JOB_KEY_HEADER = "Jobworker-Job-Key"
+"""Forwarded by the qstash provider (as ``Upstash-Forward-<name>``) so the context matches graphile's."""
+
+
+class SignatureVerifier:
+    """Checks an ``Upstash-Signature`` JWT; every failure raises InvalidJobSignatureError saying what failed."""
+
+    def __init__(self, current_key: str, next_key: str, *, clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE) -> None:
+        self.keys = [("QSTASH_CURRENT_SIGNING_KEY", current_key), ("QSTASH_NEXT_SIGNING_KEY", next_key)]
+        self.clock_tolerance = clock_tolerance
+
+    def verify(self, token: str, body: bytes, url: str) -> dict[str, Any]:
+        claims = self._decode(token)
+        if claims.get("sub") != url:
+            raise errors.InvalidJobSignatureError(f"signature is for {claims.get('sub')!r}, not {url!r}")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
+        if not hmac.compare_digest(str(claims.get("body", "")).rstrip("="), digest):
+            raise errors.InvalidJobSignatureError("signature's body hash does not match the request body")
+        return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        for _, key in self.keys:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=["HS256"],
+                    issuer="Upstash",
+                    leeway=self.clock_tolerance,
+                    options={"require": ["iss", "sub", "exp", "nbf", "body"], "verify_aud": False},
+                )
+                return claims
+            except jwt.InvalidSignatureError:
+                continue  # signed with the other key (rotation): the only failure that tries the next key
+            except jwt.ExpiredSignatureError:
+                raise errors.InvalidJobSignatureError("signature has expired (exp is in the past)") from None
+            except jwt.ImmatureSignatureError:
+                raise errors.InvalidJobSignatureError("signature is not valid yet (nbf is in the future)") from None
+            except jwt.InvalidIssuerError:
+                raise errors.InvalidJobSignatureError("signature's issuer is not Upstash") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise errors.InvalidJobSignatureError(f"signature lacks the {exc.claim!r} claim") from None
+            except jwt.InvalidAlgorithmError:
+                raise errors.InvalidJobSignatureError("signature algorithm is not HS256") from None
+            except jwt.InvalidTokenError as exc:
+                raise errors.InvalidJobSignatureError(f"Upstash-Signature is not a valid JWT: {exc}") from None
+        names = " or ".join(name for name, _ in self.keys)
+        raise errors.InvalidJobSignatureError(f"signature does not match {names}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Reply:
+    return Reply(status, {"error": {"code": code, "message": message}}, dict(headers))
+
+
+def _permanent(code: str, message: str) -> Reply:
+    return _error(NON_RETRYABLE, code, message, **{"Upstash-NonRetryable-Error": "true"})
+
+
+class Receiver:
+    """Verify, route, validate and run one delivery. Framework-free, so aiohttp and ASGI share it."""
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        config: QStashConfig,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+    ) -> None:
+        if not config.current_signing_key or not config.next_signing_key or not config.callback_url:
+            raise errors.ConfigurationError(
+                "the job endpoint needs QSTASH_CURRENT_SIGNING_KEY, QSTASH_NEXT_SIGNING_KEY and QSTASH_CALLBACK_URL"
+            )
+        self.registry = registry
+        self.config = config
+        self.max_body_bytes = max_body_bytes
+        self.verifier = SignatureVerifier(
+            config.current_signing_key, config.next_signing_key, clock_tolerance=clock_tolerance
+        )
+        self.running: set[AbortSignal] = set()
+
+    def too_large(self) -> Reply:
+        return _error(413, "jobs.body_too_large", f"request body is over the limit of {self.max_body_bytes} bytes")
+
+    def shutdown(self) -> None:
+        for signal in list(self.running):
+            signal.fire("endpoint is shutting down")
+
+    async def deliver(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        reply = await self._deliver(name, headers, body)
+        metrics.HTTP_DELIVERIES.labels(name if name in self.registry else "<unknown>", str(reply.status)).inc()
+        return reply
+
+    async def _deliver(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        token = headers.get("Upstash-Signature", "")
+        try:
+            if not token:
+                raise errors.InvalidJobSignatureError("the Upstash-Signature header is missing")
+            self.verifier.verify(token, body, self.config.destination(name))
+        except errors.InvalidJobSignatureError as exc:
+            log.warning("rejected delivery for %r: %s", name, exc)
+            return _error(401, errors.InvalidJobSignatureError.code, str(exc))
+        if name not in self.registry:
+            return _permanent(
+                "jobs.unknown_job", f"no job named {name!r}; known jobs: {', '.join(self.registry.names)}"
+            )
+        job = self.registry.get(name)
+        try:
+            payload = job.validate(json.loads(body))
+        except ValueError:
+            return _permanent("jobs.invalid_payload", "request body is not JSON")
+        except errors.InvalidPayloadError as exc:
+            return _permanent("jobs.invalid_payload", str(exc))
+        attempt = _int(headers.get("Upstash-Retried"), 0) + 1
+        max_attempts = _int(headers.get(MAX_ATTEMPTS_HEADER), job.max_attempts)
+        if attempt > max_attempts:
+            return _permanent("jobs.attempts_exhausted", f"attempt {attempt} is over max_attempts {max_attempts}")
+        message_id = headers.get("Upstash-Message-Id", "")
+        signal = AbortSignal()
+        ctx = JobContext(
+            job_id=message_id,
+            job_name=name,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            signal=signal,
+            logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{name}"), {"job_id": message_id}),
+            provider="qstash",
+            job_key=headers.get(JOB_KEY_HEADER) or None,
+        )
+        metrics.JOBS_STARTED.labels(name).inc()
+        started = time.perf_counter()
+        self.running.add(signal)
+        try:
+            await job.run(payload, ctx)
+        except errors.PermanentJobError as exc:
+            metrics.JOBS_FAILED.labels(name, "true").inc()
+            return _permanent("jobs.permanent_failure", _describe(exc))
+        except errors.RetryJob as exc:
+            metrics.JOBS_FAILED.labels(name, "false").inc()
+            delay = str(max(1, math.ceil(exc.delay.total_seconds())))
+            return _error(503, "jobs.retry", _describe(exc), **{"Retry-After": delay})
+        except Exception as exc:
+            metrics.JOBS_FAILED.labels(name, str(ctx.is_last_attempt).lower()).inc()
+            ctx.logger.warning("job %s (%s) attempt %d failed: %s", message_id, name, attempt, _describe(exc))
+            return _error(500, "jobs.failed", _describe(exc))
+        finally:
+            self.running.discard(signal)
+            metrics.JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+        metrics.JOBS_COMPLETED.labels(name).inc()
+        return Reply(200, {"ok": True, "job": name, "attempt": attempt})
+
+
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError:
+        return default
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# -- aiohttp ---------------------------------------------------------------------------------------
+def _json_response(reply: Reply) -> web.Response:
+    return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None once it passes ``limit``: checked on Content-Length, then while streaming."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    healthy: Callable[[], bool] = request.app["jobworker_healthy"]
+    return web.json_response({"ok": healthy()}, status=200 if healthy() else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+
+def create_app(
+    registry: JobRegistry,
+    config: QStashConfig | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+) -> web.Application:
+    """The endpoint as an aiohttp app; ``config`` defaults to the receiving ``QSTASH_*`` env vars."""
+    receiver = Receiver(
+        registry,
+        config or QStashConfig.from_env(publish=False),
+        max_body_bytes=max_body_bytes,
+        clock_tolerance=clock_tolerance,
+    )
+
+    async def run_job(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _read_limited(request, receiver.max_body_bytes)
+        if body is None:
+            return _json_response(receiver.too_large())
+        return _json_response(await receiver.deliver(name, request.headers, body))
+
+    async def on_shutdown(app: web.Application) -> None:
+        receiver.shutdown()
+
+    # aiohttp's own limit applies only to request.read(); ours streams, so lift theirs past it.
+    app = web.Application(client_max_size=max_body_bytes + 1)
+    app["jobworker_receiver"] = receiver
+    app["jobworker_healthy"] = lambda: True
+    app.router.add_post(ROUTE_PREFIX + "{name}", run_job)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+async def start_health_server(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> web.AppRunner:
+    """``/healthz`` and ``/metrics`` on ``port``, for processes without the job routes (the scheduler)."""
+    app = web.Application()
+    app["jobworker_healthy"] = healthy
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+class EndpointRuntime:
+    """What ``build_runtime`` returns for qstash: ``await run()`` serves the app until ``stop()``."""
+
+    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.app, self.host, self.port = app, host, port
+        self.runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:  # report the port the OS picked
+            self.port = int(self.runner.addresses[0][1])
+        self.started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.runner.cleanup()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# -- ASGI ------------------------------------------------------------------------------------------
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+def asgi_app(
+    registry: JobRegistry,
+    config: QStashConfig | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+) -> ASGIApp:
+    """The same routes as an ASGI app, e.g. ``app.mount("/jobs", asgi_app(registry))`` in Starlette/FastAPI."""
+    receiver = Receiver(
+        registry,
+        config or QStashConfig.from_env(publish=False),
+        max_body_bytes=max_body_bytes,
+        clock_tolerance=clock_tolerance,
+    )
+
+    async def send_reply(send: Callable[[Message], Awaitable[None]], reply: Reply) -> None:
+        body = json.dumps(reply.body).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def app(
+        scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    receiver.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # Starlette keeps the mount prefix in path; plain ASGI does not
+            path = path[len(root) :]
+        headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        if scope["method"] == "GET" and path == "/healthz":
+            return await send_reply(send, Reply(200, {"ok": True}))
+        if scope["method"] == "GET" and path == "/metrics":
+            body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
+            kind = prometheus_client.CONTENT_TYPE_LATEST.encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
+            return await send({"type": "http.response.body", "body": body})
+        if not (scope["method"] == "POST" and path.startswith(ROUTE_PREFIX) and "/" not in path[len(ROUTE_PREFIX) :]):
+            return await send_reply(send, _error(404, "jobs.not_found", f"no route for {scope['method']} {path}"))
+        if _int(headers.get("Content-Length"), 0) > receiver.max_body_bytes:
+            return await send_reply(send, receiver.too_large())
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > receiver.max_body_bytes:
+                return await send_reply(send, receiver.too_large())
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        reply = await receiver.deliver(path[len(ROUTE_PREFIX) :], headers, b"".join(chunks))
+        await send_reply(send, reply)
+
+    return app
+
+
+def main(args: argparse.Namespace) -> int:
+    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes]``: serve until SIGTERM/SIGINT."""
+    registry = load_registry(args.tasks)
+    limit = getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES
+    app = create_app(registry, QStashConfig.from_env(publish=False), max_body_bytes=limit)
+    host = getattr(args, "host", None) or "127.0.0.1"
+    port = getattr(args, "port", None) or 8080
+    log.info("serving %d jobs on http://%s:%d%s<name>", len(registry), host, port, ROUTE_PREFIX)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
