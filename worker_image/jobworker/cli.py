@@ -91,6 +91,13 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     from jobworker.worker import Worker
 
     registry = load_registry(args.tasks)
+    url = db.resolve_database_url(args.database_url, worker=True)
+    # Refuse a schema this version cannot run on (not installed, or a newer breaking migration).
+    graphile, _ = await migrate.schema_version(url, db.resolve_schema(args.schema))
+    if graphile is None:
+        raise errors.DatabaseError(
+            f"schema {db.resolve_schema(args.schema)} is not installed; run `jobworker migrate` first"
+        )
     settings = WorkerSettings.from_env(
         concurrency=args.concurrency,
         poll_interval=parse_duration(args.poll_interval, field="--poll-interval").total_seconds()
@@ -116,6 +123,8 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     finally:
         if runner is not None:
             await runner.cleanup()
+    # A sync handler abandoned at shutdown keeps its thread, and asyncio.run would wait for it.
+    _exit_past_stuck_threads(0)
     return 0
 
 
@@ -320,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, fn: Callable[..., Awaitable[int]], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(func=fn)
+        # The global options are accepted after the command too (`jobworker list --json`).
+        sp.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--schema", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
 
     sp = cmd("migrate", cmd_migrate, "install or upgrade the schema (safe to run concurrently)")

@@ -54,13 +54,22 @@ def wrap_exceptions() -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:
         raise errors.DatabaseError(f"cannot reach the database: {_one_line(exc)}") from exc
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+        raise errors.DatabaseError(
+            f"database error: {_one_line(exc)} (is the schema installed? run `jobworker migrate`)"
+        ) from exc
     except psycopg.Error as exc:
         raise errors.DatabaseError(f"database error: {_one_line(exc)}") from exc
 
 
 def _one_line(exc: BaseException) -> str:
+    """The server's primary message, else the first line: later lines are hints or a ``^`` pointer."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return str(primary)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    return lines[0] if lines else type(exc).__name__
 
 
 async def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.AsyncConnection[dict[str, Any]]:
