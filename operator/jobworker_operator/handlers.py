@@ -32,6 +32,11 @@ def register(opts: operator_settings.Options, registry: kopf.OperatorRegistry, r
     """Registers the handlers; the timer interval comes from the command line, hence a function."""
     group, version, plural = names.GROUP, names.VERSION, names.PLURAL
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A private registry gets no default login handlers: in-cluster token first, then KUBECONFIG.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         operator_settings.configure(settings, opts)

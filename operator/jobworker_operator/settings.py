@@ -14,7 +14,8 @@ DEFAULT_LIVENESS_PORT = 8080
 DEFAULT_METRICS_PORT = 9000
 DEFAULT_RESYNC_SECONDS = 30.0
 DEFAULT_WATCH_INACTIVITY_TIMEOUT = 70.0
-DEFAULT_WATCH_SERVER_TIMEOUT = 300.0
+# An int: kopf passes it verbatim as timeoutSeconds, which the API server parses as an integer.
+DEFAULT_WATCH_SERVER_TIMEOUT = 300
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def manifest(namespace: str, name: str, **spec: Any) -> str:
 
 
 def get(kubectl: Any, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-    proc = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    proc = kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False)
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
