@@ -9,6 +9,8 @@ for _name in list(os.environ):
         "JOBWORKER_REQUIRE_CLUSTER",
         "JOBWORKER_BUILD_K8S",
         "JOBWORKER_K8S_CACHE",
+        "JOBWORKER_REQUIRE_NODE",
+        "JOBWORKER_NODE_CACHE",
     ):
         del os.environ[_name]
 for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
