@@ -211,7 +211,7 @@ class Worker:
     # -- running ----------------------------------------------------------------------------------
     def _start(self, row: dict[str, Any]) -> None:
         signal = AbortSignal()
-        task_name = self._task_names.get(row["task_id"], f"<task {row['task_id']}>")
+        task_name = row.get("task_identifier") or self._task_names.get(row["task_id"], f"<task {row['task_id']}>")
         task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row['id']}")
         self._running[row["id"]] = (task, signal, task_name)
         metrics.JOBS_RUNNING.inc()
@@ -258,6 +258,7 @@ class Worker:
             logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{task_name}"), {"job_id": job_id}),
             job_key=row["key"],
             run_at=row["run_at"],
+            queue_name=row.get("queue_name"),
             priority=row["priority"],
             flags=frozenset(row["flags"] or ()),
         )
