@@ -1,0 +1,102 @@
+"""Shared plumbing for the Python peer runners. Standard library only: each peer runs in its own venv.
+
+Protocol with bench/run.py (the orchestrator), one line each, on stdout, prefixed ``@@BENCH``:
+  runner -> ``@@BENCH READY``               set up (schema checked, worker built) and idle
+  orchestrator -> ``GO`` (stdin)            start the measured part
+  runner -> ``@@BENCH DONE {json}``         measured part over; figures measured inside the runner
+  orchestrator -> ``EXIT`` (stdin)          shut down and exit
+Anything else a peer prints (logs) is read and dropped by the orchestrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+PREFIX = "@@BENCH"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--db", required=True, help="database URL")
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=["install", "prefill", "enqueue-batch", "enqueue-single", "drain", "latency-worker", "latency-enqueue"],
+    )
+    p.add_argument("--jobs", type=int, default=20_000)
+    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--variant", default="default", help="default | batch")
+    p.add_argument("--chunk", type=int, default=1_000, help="jobs per batch-enqueue call")
+    p.add_argument("--seed", type=int, default=6)
+    return p
+
+
+def say(kind: str, data: Any = None) -> None:
+    line = f"{PREFIX} {kind}" + (f" {json.dumps(data)}" if data is not None else "")
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def read_line() -> str:
+    return (await asyncio.to_thread(sys.stdin.readline)).strip()
+
+
+async def handshake() -> None:
+    """READY, then wait for GO."""
+    say("READY")
+    line = await read_line()
+    if line != "GO":
+        raise SystemExit(f"expected GO, got {line!r}")
+
+
+async def finish(data: dict[str, Any]) -> None:
+    """DONE with the figures, then wait for EXIT so teardown is outside the CPU window."""
+    say("DONE", data)
+    await read_line()
+
+
+def gaps(n: int, seed: int) -> list[float]:
+    """The latency workload's pauses between enqueues: 5-25 ms, the same sequence for every peer."""
+    rnd = random.Random(seed)
+    return [rnd.uniform(0.005, 0.025) for _ in range(n)]
+
+
+async def latency_enqueue(n: int, seed: int, add: Callable[[dict[str, Any]], Awaitable[Any]]) -> dict[str, Any]:
+    """Enqueue ``n`` jobs one at a time; each payload carries the wall-clock time just before its commit."""
+    await handshake()
+    for pause in gaps(n, seed):
+        await add({"t": time.time()})
+        await asyncio.sleep(pause)
+    return {"enqueued": n}
+
+
+async def wait_drained(count_remaining: Callable[[], Awaitable[int]], handled: Callable[[], int], n: int) -> None:
+    """Wait until every job has run and no job is left in the table (results written back)."""
+    while handled() < n:
+        await asyncio.sleep(0.002)
+    while await count_remaining() > 0:
+        await asyncio.sleep(0.002)
+
+
+class Latencies:
+    """Handler-side record of enqueue->start delays, in milliseconds."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.values: list[float] = []
+        self.done = asyncio.Event()
+
+    def record(self, payload: Any) -> None:
+        now = time.time()
+        t = payload.get("t") if isinstance(payload, dict) else None
+        if t is not None:
+            self.values.append((now - float(t)) * 1000.0)
+        if len(self.values) >= self.n:
+            self.done.set()
