@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool
+
 from jobworker import db, errors, metrics, sql
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition
 from jobworker.registry import JobRegistry
 from jobworker.settings import WorkerSettings
-from psycopg.rows import dict_row
-from psycopg.types.json import Json
-from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("jobworker.worker")
 CHANNEL = "jobs:insert"
