@@ -232,7 +232,7 @@ class Runner:
 
     def start(self) -> Runner:
         LOGS.mkdir(parents=True, exist_ok=True)
-        self._stderr = open(LOGS / f"{self.label}.stderr.log", "w")  # noqa: SIM115
+        self._stderr = open(LOGS / f"{self.label}.stderr.log", "w")
         env = {**os.environ, **self.env}
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, cwd=ROOT

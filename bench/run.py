@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness as h  # noqa: E402
+import harness as h
 
 RESULTS = h.BENCH / "results"
 GRAPHILE_TEMPLATE = "tpl_graphile"
@@ -155,7 +155,9 @@ class Recorder:
         self.rows.append(row)
 
     def finish(self) -> None:
-        index = {(r["workload"], r["system"], json.dumps(r["config"], sort_keys=True), r["metric"]): r for r in self.rows}
+        index = {
+            (r["workload"], r["system"], json.dumps(r["config"], sort_keys=True), r["metric"]): r for r in self.rows
+        }
         for r in self.rows:
             ref_system = reference(r["system"]) if r["workload"] != "enqueue" else "graphile"
             ref = index.get((r["workload"], ref_system, json.dumps(r["config"], sort_keys=True), r["metric"]))
@@ -218,7 +220,10 @@ def w_drain(srv: h.Server, cfg: Config, rec: Recorder, systems: list[str], *, bi
                 steady, total, wms, pms = drain_trial(srv, system, cfg.jobs, c, f"{workload}-{system}-c{c}-{rep}", big)
                 for k, v in (("steady", steady), ("total", total), ("worker", wms), ("pg", pms)):
                     acc[system][k].append(v)
-                h.log(f"{workload} c={c} {system} rep {rep}: {steady:,.0f} jobs/s, worker {wms:.0f} / pg {pms:.0f} CPU-ms/1k")
+                h.log(
+                    f"{workload} c={c} {system} rep {rep}: {steady:,.0f} jobs/s, "
+                    f"CPU-ms/1k jobs: worker {wms:.0f}, pg {pms:.0f}"
+                )
         config: dict[str, Any] = {"concurrency": c, "jobs": cfg.jobs}
         if big:
             config |= {"future_jobs": cfg.big_future, "failed_jobs": cfg.big_failed}
@@ -288,14 +293,17 @@ def fmt(v: float | None, unit: str = "") -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = ["| workload | config | metric | system | median | min–max | × graphile |", "|---|---|---|---|---:|---:|---:|"]
+    out = [
+        "| workload | config | metric | system | median | min-max | x graphile |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         cfg = ", ".join(f"{k}={v}" for k, v in r["config"].items() if k not in ("jobs",))
-        ratio = f"{r['vs_graphile']:.2f}×" if r.get("vs_graphile") is not None else "n/a"
+        ratio = f"{r['vs_graphile']:.2f}x" if r.get("vs_graphile") is not None else "n/a"
         ref = "" if r["ref"] == "graphile" else f" (vs {r['ref']})"
         out.append(
             f"| {r['workload']} | {cfg} | {r['metric']} ({r['unit']}) | {r['system']} | {fmt(r['median'])} | "
-            f"{fmt(r['min'])}–{fmt(r['max'])} | {ratio}{ref} |"
+            f"{fmt(r['min'])}-{fmt(r['max'])} | {ratio}{ref} |"
         )
     return "\n".join(out)
 
@@ -319,19 +327,27 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return a["median"] / b["median"] if a and b and b["median"] else None
 
     for c in (10, 24):
-        r = ratio(find(rows, "drain", "jobworker-batch", "jobs_per_s", concurrency=c),
-                  find(rows, "drain", "graphile-batch", "jobs_per_s", concurrency=c))
+        r = ratio(
+            find(rows, "drain", "jobworker-batch", "jobs_per_s", concurrency=c),
+            find(rows, "drain", "graphile-batch", "jobs_per_s", concurrency=c),
+        )
         check(f"batched drain c={c} vs graphile batched", r, ">= 1.2x", None if r is None else r >= 1.2)
-        r = ratio(find(rows, "drain", "jobworker", "jobs_per_s", concurrency=c),
-                  find(rows, "drain", "graphile", "jobs_per_s", concurrency=c))
+        r = ratio(
+            find(rows, "drain", "jobworker", "jobs_per_s", concurrency=c),
+            find(rows, "drain", "graphile", "jobs_per_s", concurrency=c),
+        )
         check(f"default drain c={c} vs graphile default", r, ">= 2x", None if r is None else r >= 2.0)
         for peer, goal in (("pgqueuer", 5.0), ("procrastinate", 50.0)):
             for jw in ("jobworker", "jobworker-batch"):
-                r = ratio(find(rows, "drain", jw, "jobs_per_s", concurrency=c),
-                          find(rows, "drain", peer, "jobs_per_s", concurrency=c))
+                r = ratio(
+                    find(rows, "drain", jw, "jobs_per_s", concurrency=c),
+                    find(rows, "drain", peer, "jobs_per_s", concurrency=c),
+                )
                 check(f"{jw} drain c={c} vs {peer}", r, f">= {goal:g}x", None if r is None else r >= goal)
-    r = ratio(find(rows, "enqueue", "jobworker", "jobs_per_s", api="batch (1,000 per call)"),
-              find(rows, "enqueue", "graphile", "jobs_per_s", api="batch (1,000 per call)"))
+    r = ratio(
+        find(rows, "enqueue", "jobworker", "jobs_per_s", api="batch (1,000 per call)"),
+        find(rows, "enqueue", "graphile", "jobs_per_s", api="batch (1,000 per call)"),
+    )
     check("bulk enqueue vs graphile addJobs", r, ">= 1.0x", None if r is None else r >= 1.0)
     for system in ("jobworker", "jobworker-batch"):
         p50 = find(rows, "latency", system, "latency_p50_ms")
@@ -372,8 +388,8 @@ def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}; "
         f"Python {m['python']}, node {m['node']}; PostgreSQL {meta['postgres']} ({meta['database']}).",
         f"Peers: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. "
-        f"Mode: {'quick' if meta['quick'] else 'full'}, {meta['repeats']} repeat(s); median and min–max shown. "
-        "`× graphile` divides by graphile-worker's median in the same run (default vs default, batch vs batch).",
+        f"Mode: {'quick' if meta['quick'] else 'full'}, {meta['repeats']} repeat(s); median and min-max shown. "
+        "`x graphile` divides by graphile-worker's median in the same run (default vs default, batch vs batch).",
         "",
         table(rec.rows),
         "",

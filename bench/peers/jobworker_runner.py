@@ -14,10 +14,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-import psycopg  # noqa: E402
+import common
+import psycopg
 
-from jobworker import JobContext, JobRegistry, JobSpec, Worker, WorkerUtils, define_job  # noqa: E402
+from jobworker import JobContext, JobRegistry, JobSpec, Worker, WorkerUtils, define_job
 
 
 def make_args() -> Any:
@@ -61,9 +61,7 @@ async def drain(args: Any) -> dict[str, Any]:
     side = await psycopg.AsyncConnection.connect(args.db, autocommit=True)
 
     async def remaining() -> int:
-        cur = await side.execute(
-            "select count(*) from graphile_worker._private_jobs where id >= %s", (args.min_id,)
-        )
+        cur = await side.execute("select count(*) from graphile_worker._private_jobs where id >= %s", (args.min_id,))
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 

@@ -17,9 +17,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asyncpg  # noqa: E402
-import common  # noqa: E402
-from pgqueuer import AsyncpgDriver, Job, PgQueuer, Queries  # noqa: E402
+import asyncpg
+import common
+from pgqueuer import AsyncpgDriver, Job, PgQueuer, Queries
 
 
 async def connect(url: str) -> asyncpg.Connection:

@@ -14,9 +14,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-import psycopg  # noqa: E402
-from procrastinate import App, PsycopgConnector  # noqa: E402
+import common
+import psycopg
+from procrastinate import App, PsycopgConnector
 
 
 def make_app(url: str, handler: Any = None) -> tuple[App, Any]:
