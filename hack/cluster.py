@@ -54,6 +54,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.244.0.1/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STATE_FILE = "state.json"
+START_ATTEMPTS = 3
 
 
 class ClusterError(RuntimeError):
@@ -542,12 +543,21 @@ class LocalCluster:
             raise ClusterError(f"missing binaries in {self.bin_dir}: {', '.join(missing)} (run hack/build-k8s.sh)")
         self._refuse_if_running()
         started = time.monotonic()
-        try:
-            self._prepare_workdir()
-            self._start_all()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._prepare_workdir()
+                self._start_all()
+                break
+            except ClusterError as exc:
+                self.stop()
+                # The free ports are only reserved until we hand them out; another process can win
+                # the race for one of them before our component binds it.
+                if "address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+                    raise
+                log(f"a port was taken before we could bind it; retrying ({exc})")
+            except BaseException:
+                self.stop()
+                raise
         log(f"control plane ready in {time.monotonic() - started:.1f}s; logs in {self.log_dir}")
         return self
 

@@ -125,11 +125,14 @@ def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         pytest.fail("kubectl not found (expected /usr/bin/kubectl)", pytrace=False)
     workdir = tmp_path_factory.mktemp("k8s")
     local = cluster_lib.LocalCluster(workdir, k8s_bin_dir)
+    error: str | None = None
     try:
         local.start()
     except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    if error is not None:
         # Whether or not JOBWORKER_REQUIRE_CLUSTER is set: the binaries are there, so this is a failure.
-        pytest.fail(f"the local control plane did not start (logs in {workdir / 'logs'}): {exc}", pytrace=False)
+        pytest.fail(f"the local control plane did not start (logs in {workdir / 'logs'}): {error}", pytrace=False)
     try:
         yield local
     finally:
