@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit integration e2e bench bench-quick bench-operator \
-        cluster-up cluster-down k8s-binaries kind-up crd-reference clean
+        cluster-up cluster-down k8s-binaries kind-up kind-down images chart-crds crd-reference clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jobworker needs Python 3.11 or newer")'
@@ -63,6 +63,17 @@ cluster-down: $(STAMP)
 
 kind-up: $(STAMP)
 	hack/kind-up.sh
+
+kind-down:
+	kind delete cluster --name jobworker
+
+# Needs Docker; nothing in `make test` does.
+images:
+	docker build -f worker_image/Dockerfile -t jobworker:dev .
+	docker build -f operator/Dockerfile -t jobworker-operator:dev .
+
+chart-crds:
+	scripts/sync_chart_crds.sh
 
 crd-reference: $(STAMP)
 	$(PY) scripts/gen_crd_reference.py
