@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from jobworker import __version__, db, errors, migrate
 from jobworker.durations import parse_duration
@@ -315,8 +315,15 @@ def _external(module: str, attr: str) -> Callable[[argparse.Namespace, Output], 
 
 
 # -- parser ---------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit 2), like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jobworker", description="Background jobs on PostgreSQL (graphile-worker schema).")
+    p = _Parser(prog="jobworker", description="Background jobs on PostgreSQL (graphile-worker schema).")
     p.add_argument("--version", action="version", version=f"jobworker {__version__}")
     p.add_argument(
         "--database-url", help="PostgreSQL URL (default: $DATABASE_URL; workers prefer $WORKER_DATABASE_URL)"
