@@ -122,16 +122,17 @@ def parse_entry(raw: Mapping[str, Any], *, where: str, default_task: str | None 
     if not isinstance(raw, Mapping):
         raise _fail(where, f"a schedule entry must be a mapping, not {type(raw).__name__}")
     values = {_ALIASES.get(k, k): v for k, v in raw.items()}
+    task = values.get("task", default_task)
+    entry_id = values.get("id", task)
+    if isinstance(entry_id, str) and entry_id:
+        where = f"{where} (id {entry_id!r})"
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise _fail(where, f"unknown field(s) {', '.join(unknown)}; known fields: {', '.join(_FIELDS)}")
-    task = values.get("task", default_task)
     if not isinstance(task, str) or not task:
         raise _fail(where, "task: required (the job name to enqueue)")
-    entry_id = values.get("id", task)
     if not isinstance(entry_id, str) or not entry_id:
         raise _fail(where, f"id: {entry_id!r} must be a non-empty string")
-    where = f"{where} (id {entry_id!r})" if f"{entry_id!r}" not in where else where
     try:
         jobs.validate_identifier(task, field="task")
         payload = values.get("payload") or {}
@@ -299,12 +300,10 @@ def ticks_between(entry: ScheduleEntry, after: datetime, until: datetime) -> lis
 
 def next_tick(entry: ScheduleEntry, after: datetime) -> datetime:
     """The first fire instant strictly after ``after``."""
-    span = timedelta(days=1)
-    while span < timedelta(days=366 * 8):
-        ticks = ticks_between(entry, after, after + span)
+    for days in (1, 32, 366, 366 * 8 + 1):  # 8 years covers a 29 February that must also be a weekday
+        ticks = ticks_between(entry, after, after + timedelta(days=days))
         if ticks:
             return ticks[0]
-        span *= 4
     raise errors.ConfigurationError(f"{entry.source}: cron {entry.cron!r} never fires")
 
 
