@@ -11,6 +11,8 @@ for _name in list(os.environ):
         "JOBWORKER_K8S_CACHE",
         "JOBWORKER_REQUIRE_NODE",
         "JOBWORKER_NODE_CACHE",
+        "JOBWORKER_K8S_VERSION",
+        "JOBWORKER_UPDATE_SCHEMA",
     ):
         del os.environ[_name]
 for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
