@@ -73,6 +73,7 @@ class Worker:
         self._local: deque[dict[str, Any]] = deque()
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
+        self._writing = False
         self._background: list[asyncio.Task[None]] = []
         self._finisher: asyncio.Task[None] | None = None
         self._processed = 0
@@ -299,6 +300,7 @@ class Worker:
             batch, self._results = self._results, []
             if not batch:
                 continue
+            self._writing = True  # shutdown waits for this write, not only for the queue to empty
             try:
                 await self._write_results(batch)
                 backoff = 0.1
@@ -313,6 +315,8 @@ class Worker:
                 self._results_ready.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            finally:
+                self._writing = False
 
     async def _write_results(self, batch: list[_Result]) -> None:
         done = [r for r in batch if r.error is None and not r.returned]
@@ -347,7 +351,7 @@ class Worker:
             await self._fetch("return_jobs", {"job_ids": ids, "worker_id": self.worker_id})
 
     async def _drain_results(self, deadline: float) -> None:
-        while (self._results or self._results_ready.is_set()) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (self._results or self._results_ready.is_set() or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     # -- shutdown ---------------------------------------------------------------------------------
