@@ -178,6 +178,8 @@ async def sync(api: Api, desired: list[Obj], live: dict[Key, Obj]) -> tuple[dict
             continue
         annotated = {**obj, "metadata": {**obj["metadata"], "annotations": {
             **obj["metadata"].get("annotations", {}), names.ANNOTATION_SPEC_HASH: digest}}}
+        log.info("applying %s %s/%s (%s)", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"],
+                 "new" if current is None else "changed or drifted")
         try:
             after[key] = await api.server_side_apply(annotated)
         except ApiError as exc:

@@ -81,7 +81,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
 
     seen = _observe(pool, step, replicas, live, tuple(problems))
     doc = {**status.build(pool, seen, prior, now), **extra}
-    await rt.api.patch_pool_status(namespace, name, doc)
+    try:
+        await rt.api.patch_pool_status(namespace, name, doc)
+    except apply.ApiError as exc:
+        if exc.status != 404:  # deleted while this pass ran: nothing left to report on
+            raise
 
 
 async def _queue(rt: Runtime, pool: Pool, prior: dict[str, Any], refresh: bool, now: datetime,

@@ -12,17 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from operator_fixtures import (  # noqa: F401  (fixtures are used by name)
-    OperatorProcess,
-    jwp_crd,
-    operator,
-    operator_identity,
-    operator_kubeconfig,
-    pg_server,
-    pool_database,
-    secret_manifest,
-    wait_for,
-)
+from operator_fixtures import *  # noqa: F403  (fixtures: jwp_crd, operator, pool_database, ...)
+from operator_fixtures import OperatorProcess, secret_manifest, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_V1 = "registry.example/jobworker-app:1.0"

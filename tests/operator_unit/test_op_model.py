@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import body, pool
+
 from jobworker_operator import model
 from jobworker_operator.model import Pool
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from helpers import pool
+
 from jobworker_operator import plan
 from jobworker_operator.model import Autoscaling
 from jobworker_operator.plan import JobState

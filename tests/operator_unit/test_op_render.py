@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from helpers import container, pod_spec, pool
+
 from jobworker_operator import names, render
 from jobworker_operator.render import scheduler as scheduler_render
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from helpers import pool
+
 from jobworker_operator import status
 from jobworker_operator.plan import MigrationStep
 
