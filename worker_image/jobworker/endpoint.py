@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ ROUTE_PREFIX = "/v1/jobs/run/"
 MAX_ATTEMPTS_HEADER = "Jobworker-Max-Attempts"
 JOB_KEY_HEADER = "Jobworker-Job-Key"
 """Forwarded by the qstash provider (as ``Upstash-Forward-<name>``) so the context matches graphile's."""
+HEALTHY: web.AppKey[Callable[[], bool]] = web.AppKey("jobworker_healthy")
 
 
 class SignatureVerifier:
@@ -68,14 +70,17 @@ class SignatureVerifier:
     def _decode(self, token: str) -> dict[str, Any]:
         for _, key in self.keys:
             try:
-                claims: dict[str, Any] = jwt.decode(
-                    token,
-                    key,
-                    algorithms=["HS256"],
-                    issuer="Upstash",
-                    leeway=self.clock_tolerance,
-                    options={"require": ["iss", "sub", "exp", "nbf", "body"], "verify_aud": False},
-                )
+                with warnings.catch_warnings():
+                    # Upstash chooses the key length; warning on every delivery would only be noise.
+                    warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+                    claims: dict[str, Any] = jwt.decode(
+                        token,
+                        key,
+                        algorithms=["HS256"],
+                        issuer="Upstash",
+                        leeway=self.clock_tolerance,
+                        options={"require": ["iss", "sub", "exp", "nbf", "body"], "verify_aud": False},
+                    )
                 return claims
             except jwt.InvalidSignatureError:
                 continue  # signed with the other key (rotation): the only failure that tries the next key
@@ -234,7 +239,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    healthy: Callable[[], bool] = request.app["jobworker_healthy"]
+    healthy = request.app[HEALTHY]
     return web.json_response({"ok": healthy()}, status=200 if healthy() else 503)
 
 
@@ -270,8 +275,7 @@ def create_app(
 
     # aiohttp's own limit applies only to request.read(); ours streams, so lift theirs past it.
     app = web.Application(client_max_size=max_body_bytes + 1)
-    app["jobworker_receiver"] = receiver
-    app["jobworker_healthy"] = lambda: True
+    app[HEALTHY] = lambda: True
     app.router.add_post(ROUTE_PREFIX + "{name}", run_job)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
@@ -282,7 +286,7 @@ def create_app(
 async def start_health_server(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> web.AppRunner:
     """``/healthz`` and ``/metrics`` on ``port``, for processes without the job routes (the scheduler)."""
     app = web.Application()
-    app["jobworker_healthy"] = healthy
+    app[HEALTHY] = healthy
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)
