@@ -10,6 +10,7 @@ from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from jobworker.jobs import JobDefinition
 from jobworker.registry import JobRegistry
@@ -103,3 +104,26 @@ async def listening(url: str, channel: str = "jobs:insert", within: float = 5.0)
         return int(rows[0]["n"])
 
     await eventually(probe, lambda n: n > 0, within=within, what="worker LISTEN")
+
+
+async def lock_job(url: str, job_id: int, worker_id: str = "other-worker", *, age_seconds: float = 0) -> None:
+    """Mark a job as claimed by ``worker_id`` ``age_seconds`` ago (and its queue, if it has one)."""
+    await fetch(
+        url,
+        "with j as (update graphile_worker._private_jobs set locked_by = %(w)s, "
+        "  locked_at = now() - %(age)s * interval '1 second', attempts = attempts + 1 "
+        "  where id = %(id)s returning job_queue_id) "
+        "update graphile_worker._private_job_queues q set locked_by = %(w)s, "
+        "  locked_at = now() - %(age)s * interval '1 second' from j where q.id = j.job_queue_id",
+        {"w": worker_id, "id": job_id, "age": age_seconds},
+    )
+
+
+async def register_worker(url: str, worker_id: str, *, age_seconds: float = 0, tasks: list[str] | None = None) -> None:
+    """A row in _private_workers whose last heartbeat was ``age_seconds`` ago."""
+    await fetch(
+        url,
+        "insert into graphile_worker._private_workers (id, last_heartbeat_at, started_at, metadata) "
+        "values (%(w)s, now() - %(age)s * interval '1 second', now() - %(age)s * interval '1 second', %(m)s)",
+        {"w": worker_id, "age": age_seconds, "m": Jsonb({"tasks": tasks or []})},
+    )

@@ -26,7 +26,9 @@ T = TypeVar("T")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
-CLEANUP_TASKS = ("gc-task-identifiers", "gc-job-queues", "delete-permanently-failed-jobs")
+CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-job-queues")
+"""In the order they run: deleting failed jobs first lets the two GCs collect what those jobs used."""
+_CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}  # graphile-worker's name
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -256,11 +258,15 @@ class WorkerUtils:
         self, tasks: Iterable[str] = CLEANUP_TASKS, *, keep_task_identifiers: Sequence[str] = ()
     ) -> dict[str, int]:
         """Run cleanup tasks; returns how many rows each removed."""
-        out: dict[str, int] = {}
+        wanted = set()
         for task in tasks:
             name = task.lower().replace("_", "-")
+            name = _CLEANUP_ALIASES.get(name, name)
             if name not in CLEANUP_TASKS:
                 raise errors.ConfigurationError(f"cleanup task {task!r} is not one of {', '.join(CLEANUP_TASKS)}")
+            wanted.add(name)
+        out: dict[str, int] = {}
+        for name in (n for n in CLEANUP_TASKS if n in wanted):
             params = {"keep": list(keep_task_identifiers)} if name == "gc-task-identifiers" else None
             out[name] = len(await self._rows(name.replace("-", "_"), params))
         return out
