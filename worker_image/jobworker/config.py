@@ -46,7 +46,7 @@ class QStashConfig:
             if not value:
                 problems.append(f"{name} is not set ({hint})")
             elif any(c.isspace() for c in value):
-                problems.append(f"{name} contains whitespace; paste the value without spaces or newlines")
+                problems.append(f"{name} contains whitespace (paste the value without spaces or newlines)")
             return value
 
         def url(name: str, value: str, *, allow_path: bool) -> str:
