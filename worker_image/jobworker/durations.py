@@ -18,6 +18,8 @@ def parse_duration(value: str | float | timedelta, *, field: str = "duration") -
     Bare numbers are seconds, so env vars such as ``2`` keep working.
     """
     if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise errors.ConfigurationError(f"{field}: {value!r} must not be negative")
         return value
     if isinstance(value, int | float):
         seconds = float(value)

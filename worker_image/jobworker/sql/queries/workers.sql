@@ -28,7 +28,7 @@ from __SCHEMA__.get_stale_workers(%(threshold)s * interval '1 second')
 select locked_by, job_count from __SCHEMA__.get_orphan_locks(%(threshold)s * interval '1 second')
 -- name: recover_worker_jobs
 -- Unlock the jobs and queues of dead workers; the jobs run again after the recovery delay.
-select id from __SCHEMA__.recover_worker_jobs(%(worker_ids)s::text[], %(recovery_delay)s * interval '1 second')
+select id from __SCHEMA__.recover_worker_jobs(%(worker_ids)s::text[], %(recovery_delay)s * interval '1 second') as r(id)
 -- name: delete_stale_workers
 -- Forget dead workers once their jobs are recovered.
 select __SCHEMA__.delete_stale_workers(%(worker_ids)s::text[])
