@@ -43,6 +43,11 @@ class ApiError(Exception):
         self.status = status
 
 
+def namespace_terminating(exc: ApiError) -> bool:
+    """Creating in a namespace that is being deleted: expected while it tears down, not a problem."""
+    return exc.status == 403 and "being terminated" in str(exc)
+
+
 def path(api_version: str, kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     out = f"{base}/namespaces/{namespace}/{PLURALS[kind]}"
@@ -183,7 +188,8 @@ async def sync(api: Api, desired: list[Obj], live: dict[Key, Obj]) -> tuple[dict
         try:
             after[key] = await api.server_side_apply(annotated)
         except ApiError as exc:
-            problems.append(f"applying {obj['kind']} {obj['metadata']['name']}: {exc}")
+            if not namespace_terminating(exc):
+                problems.append(f"applying {obj['kind']} {obj['metadata']['name']}: {exc}")
     return after, problems
 
 

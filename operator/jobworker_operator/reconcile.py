@@ -40,6 +40,11 @@ class Runtime:
             metrics.RECONCILE.labels(namespace, name).inc()
             try:
                 await reconcile(self, namespace, name, refresh_stats=refresh)
+            except apply.ApiError as exc:
+                if apply.namespace_terminating(exc):
+                    return  # the namespace and everything in it is going away
+                metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
+                raise
             except Exception:
                 metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
                 raise
