@@ -84,3 +84,15 @@ class TestMigrationDigest:
     @pytest.mark.parametrize("replicas", [1, 5])
     def test_ignores_unrelated_fields(self, replicas: int) -> None:
         assert pool(workers={"replicas": replicas}).migration_digest == pool().migration_digest
+
+
+class TestCrdReference:
+    def test_docs_are_fresh(self) -> None:
+        import importlib.util
+
+        path = Path(__file__).parents[2] / "scripts" / "gen_crd_reference.py"
+        spec = importlib.util.spec_from_file_location("gen_crd_reference", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.main(["--check"]) == 0, "run: python scripts/gen_crd_reference.py"

@@ -1,0 +1,180 @@
+"""reconcile.py against an in-memory API: the breaking-migration drain end to end, without a cluster."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from helpers import body
+
+from jobworker_operator import apply, names, reconcile
+
+Obj = dict[str, Any]
+
+
+def merge(target: Obj, patch: Obj) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class FakeApi(apply.Api):
+    """Just enough of apply.Api: objects keyed by (kind, name) in one namespace."""
+
+    def __init__(self, pool: Obj) -> None:
+        self.applied = {}
+        self.objects: dict[tuple[str, str], Obj] = {(names.KIND, pool["metadata"]["name"]): pool}
+        self.uids = itertools.count(1)
+        self.merge_patches: list[tuple[str, Obj]] = []
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        obj = self.objects.get((kind, name))
+        return copy.deepcopy(obj) if obj else None
+
+    async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
+        return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == kind]
+
+    async def server_side_apply(self, obj: Obj) -> Obj:
+        key = (obj["kind"], obj["metadata"]["name"])
+        live = self.objects.get(key)
+        if live is None:
+            live = {"metadata": {"uid": f"u{next(self.uids)}", "generation": 0, "resourceVersion": "1"}}
+        new = copy.deepcopy(obj)
+        new["metadata"].update(uid=live["metadata"]["uid"], generation=live["metadata"]["generation"] + 1,
+                               resourceVersion=str(int(live["metadata"]["resourceVersion"]) + 1))
+        new["status"] = live.get("status", {})
+        self.objects[key] = new
+        self.applied[new["metadata"]["uid"]] = apply.version_of(new)
+        return copy.deepcopy(new)
+
+    async def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Obj,
+                          sub: str | None = None) -> Obj:
+        self.merge_patches.append((name, patch))
+        merge(self.objects[(kind, name)], patch)
+        return copy.deepcopy(self.objects[(kind, name)])
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.objects.pop((kind, name), None)
+
+    async def patch_pool_status(self, namespace: str, name: str, status: Obj) -> None:
+        merge(self.objects[(names.KIND, name)].setdefault("status", {}), status)
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        return "postgresql://fake"
+
+    # test helpers
+    def pool(self) -> Obj:
+        return self.objects[(names.KIND, "pool")]
+
+    def finish(self, job: str, cond: str = "Complete", reason: str = "", message: str = "") -> None:
+        self.objects[("Job", job)]["status"] = {"conditions": [
+            {"type": cond, "status": "True", "reason": reason, "message": message}]}
+
+    def jobs(self) -> list[str]:
+        return sorted(n for k, n in self.objects if k == "Job")
+
+    def deployment(self, name: str) -> Obj:
+        return self.objects[("Deployment", name)]
+
+
+@dataclass
+class Stats:
+    ready: int = 0
+    scheduled: int = 0
+    locked: int = 0
+    failed: int = 0
+    oldest_ready_seconds: float | None = None
+    by_task: tuple[()] = ()
+    workers_active: int = 0
+    workers_stale: int = 0
+
+
+async def stats_reader(url: str, schema: str) -> Stats:
+    return Stats()
+
+
+async def _schema_version(url: str, schema: str) -> int:
+    return 19
+
+
+def conditions(api: FakeApi) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in api.pool()["status"]["conditions"]}
+
+
+async def test_breaking_migration_drains_then_rolls_out(monkeypatch: Any) -> None:
+    monkeypatch.setattr("jobworker_operator.queue_stats.schema_version", _schema_version)
+    pool = body(name="pool", scheduler={"enabled": False})
+    api = FakeApi(pool)
+    rt = reconcile.Runtime(api=api, reader=stats_reader)
+
+    async def run(refresh: bool = False) -> None:
+        await rt.trigger("ns", "pool", refresh_stats=refresh)
+
+    # 1. A new pool: only the migration Job exists until it succeeds.
+    await run()
+    (first_job,) = api.jobs()
+    assert ("Deployment", "pool-worker") not in api.objects
+    assert conditions(api)["Migrated"] == "False"
+
+    api.finish(first_job)
+    await run()
+    assert api.deployment("pool-worker")["spec"]["replicas"] == 1
+    assert api.pool()["status"]["migration"]["migratedDigest"] in first_job
+
+    # 2. A new image whose migration is breaking while workers are live (exit 3).
+    api.pool()["spec"]["image"] = "registry.example/app:2.0"
+    api.pool()["metadata"]["generation"] += 1
+    await run()
+    second_job = next(j for j in api.jobs() if j != first_job and not j.endswith("-b"))
+    assert api.deployment("pool-worker")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
+    api.finish(second_job, "Failed", "PodFailurePolicy",
+               f"Container migrate for pod ns/{second_job}-x failed with exit code 3 matching FailJob rule at index 0")
+    await run()
+    assert api.merge_patches == [("pool-worker", {"spec": {"replicas": 0}})]
+    assert api.pool()["status"]["migration"]["phase"] == "Draining"
+    assert api.pool()["status"]["migration"]["drainStartedAt"]
+    assert not any(j.endswith("-b") for j in api.jobs())
+
+    # 3. The next pass reads locked == 0 from the database and runs migrate --allow-breaking.
+    await run()
+    breaking = next(j for j in api.jobs() if j.endswith("-b"))
+    args = api.objects[("Job", breaking)]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["migrate", "--allow-breaking"]
+    assert api.deployment("pool-worker")["spec"]["replicas"] == 0
+
+    # 4. Success: roll out the new image with the replicas back, and drop the old Jobs.
+    api.finish(breaking)
+    await run()
+    worker = api.deployment("pool-worker")
+    assert worker["spec"]["replicas"] == 1
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0")
+    assert conditions(api)["Migrated"] == "True"
+    assert first_job not in api.jobs()
+
+
+async def test_unreachable_database_degrades_without_raising(monkeypatch: Any) -> None:
+    async def broken(url: str, schema: str) -> Stats:
+        raise OSError("connection to postgresql://app:hunter2@db:5432/app refused")
+
+    api = FakeApi(body(name="pool", migration={"enabled": False}))
+    rt = reconcile.Runtime(api=api, reader=broken)
+    await rt.trigger("ns", "pool", refresh_stats=True)
+    degraded = next(c for c in api.pool()["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert "database unreachable" in degraded["message"]
+    assert "hunter2" not in degraded["message"]
+
+
+async def test_a_second_pass_applies_nothing() -> None:
+    api = FakeApi(body(name="pool", migration={"enabled": False}))
+    rt = reconcile.Runtime(api=api, reader=stats_reader)
+    await rt.trigger("ns", "pool")
+    versions = {k: o["metadata"]["resourceVersion"] for k, o in api.objects.items() if k[0] != names.KIND}
+    await rt.trigger("ns", "pool")
+    assert versions == {k: o["metadata"]["resourceVersion"] for k, o in api.objects.items() if k[0] != names.KIND}
