@@ -27,7 +27,10 @@ class Site:
     config: QStashConfig
     session: aiohttp.ClientSession
 
-    async def post(self, name: str, body: bytes, *, sign: bool = True, **headers: str) -> aiohttp.ClientResponse:
+    async def post(
+        self, name: str, body: bytes, *, sign: bool = True, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        headers = dict(headers or {})
         url = self.config.destination(name)
         if sign:
             headers.setdefault("Upstash-Signature", signature(CURRENT, url, body))
@@ -58,7 +61,7 @@ GOOD = json.dumps({"name": "Ada"}).encode()
 
 
 async def test_valid_delivery_runs(site: Site) -> None:
-    response = await site.post("greet", GOOD, **{"Upstash-Retried": "1"})
+    response = await site.post("greet", GOOD, headers={"Upstash-Retried": "1"})
     assert response.status == 200
     assert [(c.job, c.attempt, c.job_id) for c in shared_jobs.CALLS] == [("greet", 2, "msg_test")]
 
@@ -70,7 +73,7 @@ async def test_missing_signature_header(site: Site) -> None:
 
 async def test_garbage_jwt(site: Site) -> None:
     for garbage in ("not-a-jwt", "a.b.c", signature(CURRENT, "x", GOOD).replace(".", ".x", 1)):
-        response = await site.post("greet", GOOD, **{"Upstash-Signature": garbage})
+        response = await site.post("greet", GOOD, headers={"Upstash-Signature": garbage})
         assert await error_of(response) == (401, "jobs.invalid_signature", None)
     assert shared_jobs.CALLS == []
 
@@ -86,23 +89,23 @@ async def test_claims_are_checked_each_with_its_own_message(site: Site) -> None:
         "does not match": signature("sig_other_" + "o" * 26, url, GOOD),
     }
     for fragment, token in cases.items():
-        response = await site.post("greet", GOOD, **{"Upstash-Signature": token})
+        response = await site.post("greet", GOOD, headers={"Upstash-Signature": token})
         body = await response.json()
         assert response.status == 401 and fragment in body["error"]["message"], (fragment, body)
     # A token for another job's URL does not run this job.
     other = signature(CURRENT, site.config.destination("doomed"), GOOD)
-    assert (await site.post("greet", GOOD, **{"Upstash-Signature": other})).status == 401
+    assert (await site.post("greet", GOOD, headers={"Upstash-Signature": other})).status == 401
     # The Host header plays no part: the expected URL comes from QSTASH_CALLBACK_URL.
-    forged = await site.post("greet", GOOD, Host="evil.example.com")
+    forged = await site.post("greet", GOOD, headers={"Host": "evil.example.com"})
     assert forged.status == 200
     assert len(shared_jobs.CALLS) == 1
 
 
 async def test_next_key_is_tried_only_after_a_signature_mismatch(site: Site) -> None:
     url = site.config.destination("greet")
-    assert (await site.post("greet", GOOD, **{"Upstash-Signature": signature(NEXT, url, GOOD)})).status == 200
+    assert (await site.post("greet", GOOD, headers={"Upstash-Signature": signature(NEXT, url, GOOD)})).status == 200
     expired_next = signature(NEXT, url, GOOD, now=time.time() - 400)
-    response = await site.post("greet", GOOD, **{"Upstash-Signature": expired_next})
+    response = await site.post("greet", GOOD, headers={"Upstash-Signature": expired_next})
     assert "has expired" in (await response.json())["error"]["message"]
 
 
@@ -114,9 +117,9 @@ async def test_non_json_body_unknown_job_invalid_payload_are_permanent(site: Sit
 
 
 async def test_exhausted_attempts_are_permanent(site: Site) -> None:
-    response = await site.post("greet", GOOD, **{"Upstash-Retried": "3"})  # attempt 4 of max 3
+    response = await site.post("greet", GOOD, headers={"Upstash-Retried": "3"})  # attempt 4 of max 3
     assert await error_of(response) == (489, "jobs.attempts_exhausted", "true")
-    forwarded = await site.post("greet", GOOD, **{"Upstash-Retried": "1", "Jobworker-Max-Attempts": "1"})
+    forwarded = await site.post("greet", GOOD, headers={"Upstash-Retried": "1", "Jobworker-Max-Attempts": "1"})
     assert (await error_of(forwarded))[1] == "jobs.attempts_exhausted"
     assert shared_jobs.CALLS == []
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 
-from jobworker import errors, scheduler
+from jobworker import endpoint, errors, scheduler
 from jobworker.crontab import ScheduleEntry, parse_crontab, parse_entry
 from jobworker.scheduler import Scheduler
 from tests import shared_jobs
@@ -227,3 +229,23 @@ async def test_run_loop_fires_the_current_minute_and_stops(db_url: str) -> None:
         sched.stop()
         await asyncio.wait_for(task, 5)
     assert not sched.healthy
+
+
+async def test_health_server_reports_the_loop_and_metrics(db_url: str) -> None:
+    sched = Scheduler(entries({"id": "metered", "task": "ping", "cron": "* * * * *"}), database_url=db_url)
+    async with sched:
+        await sched.tick(T0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    runner = await endpoint.start_health_server(port, lambda: sched.healthy, host="127.0.0.1")
+    try:
+        async with aiohttp.ClientSession() as session:
+            health = await session.get(f"http://127.0.0.1:{port}/healthz")
+            assert health.status == 200
+            sched.stop()
+            assert (await session.get(f"http://127.0.0.1:{port}/healthz")).status == 503
+            text = await (await session.get(f"http://127.0.0.1:{port}/metrics")).text()
+            assert 'jobworker_schedule_fires_total{schedule="metered"} 1.0' in text
+    finally:
+        await runner.cleanup()

@@ -12,8 +12,8 @@ from jobworker.scheduler import collect_entries, cron_ts
 from tests import shared_jobs
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def entry(cron: str, tz: str = "UTC") -> ScheduleEntry:
