@@ -153,7 +153,12 @@ def test_pool_lifecycle(kubectl: Any, operator: OperatorProcess, namespace: str,
     assert schedules[0]["id"] == "tick"
 
     # Queue stats come from the pool's real database.
-    wait_for("status.queue", lambda: (get(kubectl, namespace, "jwp", "life") or {}).get("status", {}).get("queue"))
+    def with_queue() -> dict[str, Any] | None:
+        st = (get(kubectl, namespace, "jwp", "life") or {}).get("status", {})
+        return st if st.get("queue") and st.get("schemaVersion") else None
+
+    queued = wait_for("status.queue and schemaVersion", with_queue)
+    assert queued["queue"]["ready"] == 0 and queued["schemaVersion"] >= 19
     assert status["selector"] == ("app.kubernetes.io/name=jobworker,app.kubernetes.io/instance=life,"
                                   "app.kubernetes.io/component=worker")
     assert "graphile" in kubectl("get", "jwp", "life", "-n", namespace).stdout
