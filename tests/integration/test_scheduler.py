@@ -16,7 +16,7 @@ from jobworker import endpoint, errors, scheduler
 from jobworker.crontab import ScheduleEntry, parse_crontab, parse_entry
 from jobworker.scheduler import Scheduler
 from tests import shared_jobs
-from tests.integration.runtime import eventually, job_count, job_rows, make_worker
+from tests.integration.runtime import eventually, fetch, job_count, job_rows, make_worker
 
 T0 = datetime(2024, 1, 1, 10, 0, 30, tzinfo=UTC)
 
@@ -249,3 +249,15 @@ async def test_health_server_reports_the_loop_and_metrics(db_url: str) -> None:
             assert 'jobworker_schedule_fires_total{schedule="metered"} 1.0' in text
     finally:
         await runner.cleanup()
+
+
+async def test_graphile_crontab_line_options_reach_the_job(db_url: str) -> None:
+    lines = parse_crontab('0 10 * * * report ?id=r&max=4&queue=q&jobKey=rk&priority=2&fill=2h {"kind": "daily"}\n')
+    async with Scheduler(lines, database_url=db_url) as sched:
+        await sched.tick(T0)
+    [row] = await crons(db_url)
+    assert (row["task_identifier"], row["queue_name"], row["key"]) == ("report", "q", "rk")
+    assert (row["max_attempts"], row["priority"]) == (4, 2)
+    assert row["payload"] == {"kind": "daily", "_cron": {"ts": "2024-01-01T10:00:00.000Z", "backfilled": False}}
+    known = await fetch(db_url, "select identifier, last_execution from graphile_worker._private_known_crontabs")
+    assert known == [{"identifier": "r", "last_execution": datetime(2024, 1, 1, 10, tzinfo=UTC)}]
