@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from tests.acceptance.acceptance_tasks import EFFECTS_DDL
@@ -34,7 +36,14 @@ def pg() -> Iterator[PgServer]:
     yield from start_server()
 
 
-def _with_effects(url: str) -> str:
+def _with_effects(conninfo: str) -> str:
+    """As a postgresql:// URL (what DATABASE_URL holds, and all Node's pg understands), with the effects table."""
+    parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    auth = quote(str(parts.get("user", "postgres")), safe="")
+    if parts.get("password"):
+        auth += ":" + quote(str(parts["password"]), safe="")
+    host = parts.get("host", "127.0.0.1")
+    url = f"postgresql://{auth}@{host}:{parts.get('port', 5432)}/{quote(str(parts['dbname']), safe='')}"
     sql(url, EFFECTS_DDL)  # type: ignore[arg-type]
     return url
 
