@@ -13,6 +13,10 @@ QUEUE_JOBS = Gauge("jobworker_queue_jobs", "Jobs in the pool's queue by task, qu
 OLDEST_READY = Gauge("jobworker_queue_oldest_ready_seconds", "Age of the oldest job ready to run.", POOL_LABELS)
 WORKERS_ACTIVE = Gauge("jobworker_workers_active", "Workers with a recent heartbeat.", POOL_LABELS)
 WORKERS_STALE = Gauge("jobworker_workers_stale", "Workers whose heartbeat is older than 5 minutes.", POOL_LABELS)
+POOL_CONDITION = Gauge("jobworker_pool_condition", "1 while the pool's condition is True, else 0.",
+                       [*POOL_LABELS, "condition"])
+POOL_REPLICAS = Gauge("jobworker_pool_replicas", "Ready worker replicas of the pool.", POOL_LABELS)
+POOL_DESIRED_REPLICAS = Gauge("jobworker_pool_desired_replicas", "Worker replicas the pool asks for.", POOL_LABELS)
 RECONCILE = Counter("jobworker_pool_reconcile", "Reconciliations of a JobWorkerPool.", POOL_LABELS)
 RECONCILE_ERRORS = Counter("jobworker_pool_reconcile_errors", "Reconciliations that failed.", POOL_LABELS)
 
@@ -39,12 +43,26 @@ def observe_queue(namespace: str, pool: str, stats: Any) -> None:
     WORKERS_STALE.labels(namespace, pool).set(int(stats.workers_stale))
 
 
+def observe_status(namespace: str, pool: str, doc: dict[str, Any]) -> None:
+    """Export the conditions and replica counts of a status document, for the chart's alerts and dashboard."""
+    for cond in doc.get("conditions") or []:
+        POOL_CONDITION.labels(namespace, pool, str(cond.get("type"))).set(1 if cond.get("status") == "True" else 0)
+    POOL_REPLICAS.labels(namespace, pool).set(int(doc.get("readyReplicas") or 0))
+    POOL_DESIRED_REPLICAS.labels(namespace, pool).set(int(doc.get("desiredReplicas") or 0))
+
+
 def forget(namespace: str, pool: str) -> None:
     """Drop every series of a deleted pool."""
     for key in _series.pop((namespace, pool), set()):
         QUEUE_JOBS.remove(namespace, pool, *key)
-    for metric in (OLDEST_READY, WORKERS_ACTIVE, WORKERS_STALE, RECONCILE, RECONCILE_ERRORS):
+    for metric in (OLDEST_READY, WORKERS_ACTIVE, WORKERS_STALE, RECONCILE, RECONCILE_ERRORS, POOL_REPLICAS,
+                   POOL_DESIRED_REPLICAS):
         try:
             metric.remove(namespace, pool)
+        except KeyError:
+            pass
+    for condition in ("Ready", "Migrated", "Progressing", "Degraded"):
+        try:
+            POOL_CONDITION.remove(namespace, pool, condition)
         except KeyError:
             pass

@@ -86,6 +86,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
 
     seen = _observe(pool, step, replicas, live, tuple(problems))
     doc = {**status.build(pool, seen, prior, now), **extra}
+    metrics.observe_status(namespace, name, doc)
     try:
         await rt.api.patch_pool_status(namespace, name, doc)
     except apply.ApiError as exc:
