@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from jobworker.errors import JobworkerError, PermanentJobError, RetryJob
+from jobworker.config import JobsConfig
+from jobworker.errors import JobsNotConfiguredError, JobworkerError, PermanentJobError, RetryJob
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition, JobKeyMode, define_job
 from jobworker.models import JobSpec
-from jobworker.queue import EnqueuedJob, GraphileJobQueue, JobQueue
+from jobworker.providers.noop import enqueue_or_skip
+from jobworker.queue import EnqueuedJob, GraphileJobQueue, JobQueue, build_queue, build_runtime
 from jobworker.registry import JobRegistry, load_registry
 from jobworker.worker import Worker
 from jobworker.worker_utils import SyncWorkerUtils, WorkerUtils
@@ -22,6 +24,8 @@ __all__ = [
     "JobQueue",
     "JobRegistry",
     "JobSpec",
+    "JobsConfig",
+    "JobsNotConfiguredError",
     "JobworkerError",
     "PermanentJobError",
     "RetryJob",
@@ -29,6 +33,9 @@ __all__ = [
     "Worker",
     "WorkerUtils",
     "__version__",
+    "build_queue",
+    "build_runtime",
     "define_job",
+    "enqueue_or_skip",
     "load_registry",
 ]
