@@ -20,7 +20,10 @@ candidates as (
       (j.job_queue_id is null and %(queue_names)s::text[] is null)
       or j.job_queue_id in (select id from free_queues)
     )
-  order by j.priority, j.run_at, j.id
+  -- No id tie-break (graphile orders by priority, run_at alone): jobs_main_index then yields rows in
+  -- order and the LIMIT stops the walk, where an id tie-break sorted every job sharing a run_at (all
+  -- of one add_jobs call). Measured: claim of 10 from 20k bulk-added jobs 1.0 ms -> 0.54 ms.
+  order by j.priority, j.run_at
   limit %(limit)s
   for update skip locked
 ),
