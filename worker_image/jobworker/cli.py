@@ -303,13 +303,14 @@ async def cmd_stats(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _external(module: str, attr: str) -> Callable[[argparse.Namespace, Output], Awaitable[int]]:
-    async def run(args: argparse.Namespace, out: Output) -> int:
+def _external(module: str, attr: str) -> Callable[[argparse.Namespace, Output], int]:
+    """A command implemented in its own module, whose ``main(args)`` runs its own event loop."""
+
+    def run(args: argparse.Namespace, out: Output) -> int:
         import importlib
 
-        fn = getattr(importlib.import_module(module), attr)
-        result = fn(args)
-        return int(await result) if asyncio.iscoroutine(result) else int(result)
+        result = getattr(importlib.import_module(module), attr)(args)
+        return int(asyncio.run(result) if asyncio.iscoroutine(result) else result)
 
     return run
 
@@ -333,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(name: str, fn: Callable[..., Awaitable[int]], help_: str) -> argparse.ArgumentParser:
+    def cmd(name: str, fn: Callable[..., Awaitable[int] | int], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(func=fn)
         # The global options are accepted after the command too (`jobworker list --json`).
@@ -441,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out = Output(args.json)
     try:
-        code: int = asyncio.run(args.func(args, out))
+        result = args.func(args, out)
+        code: int = asyncio.run(result) if asyncio.iscoroutine(result) else int(result)
     except KeyboardInterrupt:
         code = 130
     except migrate.BreakingMigrationPendingError as exc:
