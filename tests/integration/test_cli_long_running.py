@@ -1,0 +1,108 @@
+"""`jobworker scheduler` and `jobworker serve` as real processes: health, clean stop, one-line startup errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from jobworker.devdb import free_port
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _env(db_url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), **extra}
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[str], deadline_s: float = 30) -> bytes:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                return bytes(resp.read())
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("the process never answered /healthz")
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobworker", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_scheduler_serves_health_and_stops_cleanly_on_sigterm(db_url: str) -> None:
+    port = free_port()
+    proc = _start(
+        ["scheduler", "--tasks", "examples.tasks", "--schedules", "examples/schedules.yaml", "--http-port", str(port)],
+        _env(db_url),
+    )
+    try:
+        assert b"ok" in _wait_healthy(port, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_scheduler_rejects_a_bad_schedule_in_one_line_naming_the_entry(db_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "schedules.yaml"
+    bad.write_text("- {id: broken, task: send_email, cron: '61 * * * *'}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "jobworker", "scheduler", "--tasks", "examples.tasks", "--schedules", str(bad)],
+        env=_env(db_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "broken" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_needs_its_qstash_settings_and_then_serves_health(db_url: str) -> None:
+    missing = subprocess.run(
+        [sys.executable, "-m", "jobworker", "serve", "--tasks", "examples.tasks"],
+        env=_env(db_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "QSTASH_CURRENT_SIGNING_KEY" in missing.stderr and "Traceback" not in missing.stderr
+
+    port = free_port()
+    env = _env(
+        db_url,
+        QSTASH_TOKEN="test-token",
+        QSTASH_URL="http://127.0.0.1:9",
+        QSTASH_CURRENT_SIGNING_KEY="sig_current",
+        QSTASH_NEXT_SIGNING_KEY="sig_next",
+        QSTASH_CALLBACK_URL="https://jobs.example.com",
+    )
+    proc = _start(["serve", "--tasks", "examples.tasks", "--host", "127.0.0.1", "--port", str(port)], env)
+    try:
+        _wait_healthy(port, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
