@@ -163,7 +163,7 @@ def test_add_list_show_reschedule_complete_fail_remove_cleanup(db_url: str) -> N
 
 def test_worker_once_runs_every_ready_job_once(db_url: str) -> None:
     ids = [jobworker(db_url, "--json", "add", "record", "--payload", f'{{"i": {i}}}').json()["id"] for i in range(3)]
-    ids += [jobworker(db_url, "--json", "add", "record", "--queue", "serial").json()["id"] for _ in range(2)]
+    ids += [jobworker(db_url, "--json", "add", "record", "--queue", "serial").json()["id"] for _ in range(3)]
     # a job with a forbidden flag and a future job are not run
     flagged = jobworker(db_url, "--json", "add", "record", "--flag", "gpu").json()["id"]
     future = jobworker(db_url, "--json", "add", "record", "--run-at", FUTURE.isoformat()).json()["id"]
