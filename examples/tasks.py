@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing_extensions import TypedDict
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from jobworker import JobContext, JobRegistry, RetryJob, define_job
 

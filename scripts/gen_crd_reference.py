@@ -1,7 +1,7 @@
 """Generate docs/crd-reference.md from crds/jobworkerpools.yaml.
 
-    python scripts/gen_crd_reference.py           # rewrite the file
-    python scripts/gen_crd_reference.py --check   # exit 1 when the file is stale (CI)
+python scripts/gen_crd_reference.py           # rewrite the file
+python scripts/gen_crd_reference.py --check   # exit 1 when the file is stale (CI)
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def rows(schema: dict[str, Any], prefix: str) -> list[str]:
     required = set(schema.get("required") or [])
     for name, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}.{name}"
-        out.append(f"| `{path}` | {cell(type_of(sub))} | {default_of(sub)} | {cell(sub.get('description', ''))} "
-                   f"| {cell(rules_of(sub, name in required))} |")
+        out.append(
+            f"| `{path}` | {cell(type_of(sub))} | {default_of(sub)} | {cell(sub.get('description', ''))} "
+            f"| {cell(rules_of(sub, name in required))} |"
+        )
         out += rows(sub, path)
         if sub.get("type") == "array" and (sub.get("items") or {}).get("properties"):
             out += rows(sub["items"], f"{path}[]")
@@ -96,8 +98,10 @@ def render() -> str:
     ]
     scale = version.get("subresources", {}).get("scale")
     if scale:
-        lines += [f"- scale: spec `{scale['specReplicasPath']}`, status `{scale['statusReplicasPath']}`, "
-                  f"selector `{scale['labelSelectorPath']}` (`kubectl scale jwp`, HPA, KEDA)."]
+        lines += [
+            f"- scale: spec `{scale['specReplicasPath']}`, status `{scale['statusReplicasPath']}`, "
+            f"selector `{scale['labelSelectorPath']}` (`kubectl scale jwp`, HPA, KEDA)."
+        ]
     if "status" in version.get("subresources", {}):
         lines += ["- status: written only by the operator."]
     lines += ["", "| Column | JSONPath |", "|---|---|"]

@@ -18,20 +18,40 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.Options:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
-    parser.add_argument("--bind-address", default=settings.DEFAULT_BIND_ADDRESS,
-                        help="address of the liveness and metrics servers (default %(default)s)")
-    parser.add_argument("--liveness-port", type=int, default=settings.DEFAULT_LIVENESS_PORT,
-                        help="GET /healthz port (default %(default)s)")
-    parser.add_argument("--metrics-port", type=int, default=settings.DEFAULT_METRICS_PORT,
-                        help="Prometheus /metrics port (default %(default)s)")
-    parser.add_argument("--resync-seconds", type=float, default=settings.DEFAULT_RESYNC_SECONDS,
-                        help="per-pool timer: queue stats, autoscaling, drift repair (default %(default)s)")
-    parser.add_argument("--watch-inactivity-timeout", type=float, default=settings.DEFAULT_WATCH_INACTIVITY_TIMEOUT,
-                        help="reconnect a watch that has been silent this long (default %(default)s)")
+    parser.add_argument(
+        "--bind-address",
+        default=settings.DEFAULT_BIND_ADDRESS,
+        help="address of the liveness and metrics servers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--liveness-port",
+        type=int,
+        default=settings.DEFAULT_LIVENESS_PORT,
+        help="GET /healthz port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.DEFAULT_METRICS_PORT,
+        help="Prometheus /metrics port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=settings.DEFAULT_RESYNC_SECONDS,
+        help="per-pool timer: queue stats, autoscaling, drift repair (default %(default)s)",
+    )
+    parser.add_argument(
+        "--watch-inactivity-timeout",
+        type=float,
+        default=settings.DEFAULT_WATCH_INACTIVITY_TIMEOUT,
+        help="reconnect a watch that has been silent this long (default %(default)s)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return settings.Options(
         namespaces=tuple(args.namespace),
         bind_address=args.bind_address,

@@ -25,12 +25,23 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (kind, name)
 
 PLURALS = {
-    "ConfigMap": "configmaps", "Service": "services", "Secret": "secrets", "Deployment": "deployments",
-    "Job": "jobs", "CronJob": "cronjobs", "ServiceMonitor": "servicemonitors", names.KIND: names.PLURAL,
+    "ConfigMap": "configmaps",
+    "Service": "services",
+    "Secret": "secrets",
+    "Deployment": "deployments",
+    "Job": "jobs",
+    "CronJob": "cronjobs",
+    "ServiceMonitor": "servicemonitors",
+    names.KIND: names.PLURAL,
 }
 # Kinds the operator lists to find its children (ServiceMonitors: the RBAC has no list, see prune()).
-LISTED_KINDS = (("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
-                ("batch/v1", "Job"))
+LISTED_KINDS = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "CronJob"),
+    ("batch/v1", "Job"),
+)
 _JSON = {200: "object", 201: "object", 202: "object"}
 TIMEOUT = 30
 
@@ -84,13 +95,25 @@ class Api:
     async def close(self) -> None:
         await self.client.close()
 
-    async def call(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, str]] | None = None,
-                   content_type: str = "application/json") -> Obj:
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
         try:
             result = await self.client.call_api(
-                url, method, query_params=query or [], body=body,
+                url,
+                method,
+                query_params=query or [],
+                body=body,
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
-                response_types_map=_JSON, auth_settings=["BearerToken"], _return_http_data_only=True,
+                response_types_map=_JSON,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
                 _request_timeout=TIMEOUT,
             )
         except ApiException as exc:
@@ -120,16 +143,23 @@ class Api:
         self.applied[live["metadata"]["uid"]] = version_of(live)
         return live
 
-    async def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Obj,
-                          sub: str | None = None) -> Obj:
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Obj, sub: str | None = None
+    ) -> Obj:
         url = path(api_version, kind, namespace, name, sub)
-        return await self.call("PATCH", url, body=patch, query=[("fieldManager", names.FIELD_MANAGER)],
-                               content_type="application/merge-patch+json")
+        return await self.call(
+            "PATCH",
+            url,
+            body=patch,
+            query=[("fieldManager", names.FIELD_MANAGER)],
+            content_type="application/merge-patch+json",
+        )
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         try:
-            await self.call("DELETE", path(api_version, kind, namespace, name),
-                            body={"propagationPolicy": "Background"})
+            await self.call(
+                "DELETE", path(api_version, kind, namespace, name), body={"propagationPolicy": "Background"}
+            )
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -181,10 +211,20 @@ async def sync(api: Api, desired: list[Obj], live: dict[Key, Obj]) -> tuple[dict
         digest = spec_hash(obj)
         if current is not None and not _needs_apply(api, current, digest):
             continue
-        annotated = {**obj, "metadata": {**obj["metadata"], "annotations": {
-            **obj["metadata"].get("annotations", {}), names.ANNOTATION_SPEC_HASH: digest}}}
-        log.info("applying %s %s/%s (%s)", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"],
-                 "new" if current is None else "changed or drifted")
+        annotated = {
+            **obj,
+            "metadata": {
+                **obj["metadata"],
+                "annotations": {**obj["metadata"].get("annotations", {}), names.ANNOTATION_SPEC_HASH: digest},
+            },
+        }
+        log.info(
+            "applying %s %s/%s (%s)",
+            obj["kind"],
+            obj["metadata"]["namespace"],
+            obj["metadata"]["name"],
+            "new" if current is None else "changed or drifted",
+        )
         try:
             after[key] = await api.server_side_apply(annotated)
         except ApiError as exc:

@@ -13,8 +13,13 @@ from jobworker_operator.apply import Api, ApiError
 
 # Children whose events (a hand edit, a deletion, a finished Job, a Deployment becoming available)
 # trigger a pass over their pool. Secrets are not watched: the RBAC only allows get on them.
-CHILDREN = (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("batch", "v1", "cronjobs"),
-            ("", "v1", "configmaps"), ("", "v1", "services"))
+CHILDREN = (
+    ("apps", "v1", "deployments"),
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+)
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 RETRY_SECONDS = 10
 
@@ -61,10 +66,11 @@ def register(opts: operator_settings.Options, registry: kopf.OperatorRegistry, r
         memo.runtime.forget(namespace or "", name)
 
     for child_group, child_version, child_plural in CHILDREN:
-        @kopf.on.event(child_group, child_version, child_plural, labels=OWNED, registry=registry,
-                       id=f"child-{child_plural}")
-        async def child_event(type: str, namespace: str | None, labels: Mapping[str, str], memo: Any,
-                              **_: Any) -> None:
+
+        @kopf.on.event(
+            child_group, child_version, child_plural, labels=OWNED, registry=registry, id=f"child-{child_plural}"
+        )
+        async def child_event(type: str, namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
             # type None is the initial listing: the resume handler already covers every pool.
             owner = labels.get(names.LABEL_POOL)
             if type is not None and owner:

@@ -8,13 +8,17 @@ from prometheus_client import Counter, Gauge
 
 POOL_LABELS = ("namespace", "pool")
 
-QUEUE_JOBS = Gauge("jobworker_queue_jobs", "Jobs in the pool's queue by task, queue and state.",
-                   [*POOL_LABELS, "task", "queue", "state"])
+QUEUE_JOBS = Gauge(
+    "jobworker_queue_jobs",
+    "Jobs in the pool's queue by task, queue and state.",
+    [*POOL_LABELS, "task", "queue", "state"],
+)
 OLDEST_READY = Gauge("jobworker_queue_oldest_ready_seconds", "Age of the oldest job ready to run.", POOL_LABELS)
 WORKERS_ACTIVE = Gauge("jobworker_workers_active", "Workers with a recent heartbeat.", POOL_LABELS)
 WORKERS_STALE = Gauge("jobworker_workers_stale", "Workers whose heartbeat is older than 5 minutes.", POOL_LABELS)
-POOL_CONDITION = Gauge("jobworker_pool_condition", "1 while the pool's condition is True, else 0.",
-                       [*POOL_LABELS, "condition"])
+POOL_CONDITION = Gauge(
+    "jobworker_pool_condition", "1 while the pool's condition is True, else 0.", [*POOL_LABELS, "condition"]
+)
 POOL_REPLICAS = Gauge("jobworker_pool_replicas", "Ready worker replicas of the pool.", POOL_LABELS)
 POOL_DESIRED_REPLICAS = Gauge("jobworker_pool_desired_replicas", "Worker replicas the pool asks for.", POOL_LABELS)
 RECONCILE = Counter("jobworker_pool_reconcile", "Reconciliations of a JobWorkerPool.", POOL_LABELS)
@@ -55,8 +59,15 @@ def forget(namespace: str, pool: str) -> None:
     """Drop every series of a deleted pool."""
     for key in _series.pop((namespace, pool), set()):
         QUEUE_JOBS.remove(namespace, pool, *key)
-    for metric in (OLDEST_READY, WORKERS_ACTIVE, WORKERS_STALE, RECONCILE, RECONCILE_ERRORS, POOL_REPLICAS,
-                   POOL_DESIRED_REPLICAS):
+    for metric in (
+        OLDEST_READY,
+        WORKERS_ACTIVE,
+        WORKERS_STALE,
+        RECONCILE,
+        RECONCILE_ERRORS,
+        POOL_REPLICAS,
+        POOL_DESIRED_REPLICAS,
+    ):
         try:
             metric.remove(namespace, pool)
         except KeyError:

@@ -113,10 +113,18 @@ class Schedule:
     def to_file_entry(self) -> dict[str, Any]:
         """snake_case entry of the scheduler file (contracts.md "A schedule entry")."""
         return {
-            "id": self.id, "task": self.task, "cron": self.cron, "timezone": self.timezone,
-            "payload": self.payload, "queue": self.queue, "priority": self.priority,
-            "max_attempts": self.max_attempts, "job_key": self.job_key,
-            "job_key_mode": self.job_key_mode, "backfill": self.backfill, "max": self.max,
+            "id": self.id,
+            "task": self.task,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "payload": self.payload,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "job_key": self.job_key,
+            "job_key_mode": self.job_key_mode,
+            "backfill": self.backfill,
+            "max": self.max,
         }
 
 
@@ -265,7 +273,9 @@ def _workers(raw: dict[str, Any]) -> Workers:
 
 def _schedule(raw: dict[str, Any]) -> Schedule:
     return Schedule(
-        id=str(raw["id"]), task=str(raw["task"]), cron=str(raw["cron"]),
+        id=str(raw["id"]),
+        task=str(raw["task"]),
+        cron=str(raw["cron"]),
         timezone=str(raw.get("timezone", DEFAULT_TIMEZONE)),
         payload=dict(raw.get("payload") or {}),
         queue=raw.get("queue"),

@@ -97,9 +97,14 @@ def migration_step(
     that someone deletes is not run again.
     """
     if pool.provider != "graphile" or not pool.migration.enabled:
-        return MigrationStep("NotRequired", rollout=True, reason="NotRequired",
-                             message=f"provider {pool.provider} needs no migration"
-                             if pool.provider != "graphile" else "migration.enabled is false")
+        return MigrationStep(
+            "NotRequired",
+            rollout=True,
+            reason="NotRequired",
+            message=f"provider {pool.provider} needs no migration"
+            if pool.provider != "graphile"
+            else "migration.enabled is false",
+        )
     digest = pool.migration_digest
     done = MigrationStep("Succeeded", rollout=True, reason="Migrated", message=f"schema migrated for {digest}")
     if migrated_digest == digest:
@@ -107,20 +112,31 @@ def migration_step(
     if breaking is not None:
         return _breaking_step(pool, breaking, done)
     if normal is None:
-        return MigrationStep("Pending", create_job="normal", reason="MigrationPending",
-                             message=f"starting {names.migrate_job(pool.name, digest)}")
+        return MigrationStep(
+            "Pending",
+            create_job="normal",
+            reason="MigrationPending",
+            message=f"starting {names.migrate_job(pool.name, digest)}",
+        )
     if normal.phase == "running":
-        return MigrationStep("Running", reason="MigrationRunning",
-                             message=f"{names.migrate_job(pool.name, digest)} is running")
+        return MigrationStep(
+            "Running", reason="MigrationRunning", message=f"{names.migrate_job(pool.name, digest)} is running"
+        )
     if normal.phase == "succeeded":
         return done
     if normal.exit_code == EXIT_BREAKING_PENDING:
         return _drain_step(pool, locked_jobs=locked_jobs, started=drain_started_at or now, now=now)
     if normal.exit_code == EXIT_SCHEMA_TOO_NEW:
-        return MigrationStep("Failed", reason="SchemaTooNew",
-                             message=f"the database schema is newer than image {pool.image}: {normal.message}")
-    return MigrationStep("Failed", reason=normal.reason or "MigrationFailed",
-                         message=f"{names.migrate_job(pool.name, digest)} failed: {normal.message}")
+        return MigrationStep(
+            "Failed",
+            reason="SchemaTooNew",
+            message=f"the database schema is newer than image {pool.image}: {normal.message}",
+        )
+    return MigrationStep(
+        "Failed",
+        reason=normal.reason or "MigrationFailed",
+        message=f"{names.migrate_job(pool.name, digest)} failed: {normal.message}",
+    )
 
 
 def _drain_step(pool: Pool, *, locked_jobs: int | None, started: datetime, now: datetime) -> MigrationStep:
@@ -128,13 +144,23 @@ def _drain_step(pool: Pool, *, locked_jobs: int | None, started: datetime, now: 
     timeout = pool.migration.drain_timeout_seconds
     if locked_jobs == 0 or waited >= timeout:
         why = "no jobs are locked" if locked_jobs == 0 else f"drain timed out after {timeout}s"
-        return MigrationStep("Draining", create_job="breaking", drain=True, drain_started_at=started,
-                             reason="BreakingMigration",
-                             message=f"{why}; running migrate --allow-breaking")
+        return MigrationStep(
+            "Draining",
+            create_job="breaking",
+            drain=True,
+            drain_started_at=started,
+            reason="BreakingMigration",
+            message=f"{why}; running migrate --allow-breaking",
+        )
     locked = "unknown (database unreachable)" if locked_jobs is None else str(locked_jobs)
-    return MigrationStep("Draining", drain=True, drain_started_at=started, reason="DrainingWorkers",
-                         message=f"breaking migration pending: workers scaled to 0, waiting for locked jobs "
-                                 f"to finish ({locked} locked, {int(waited)}s of {timeout}s)")
+    return MigrationStep(
+        "Draining",
+        drain=True,
+        drain_started_at=started,
+        reason="DrainingWorkers",
+        message=f"breaking migration pending: workers scaled to 0, waiting for locked jobs "
+        f"to finish ({locked} locked, {int(waited)}s of {timeout}s)",
+    )
 
 
 def _breaking_step(pool: Pool, breaking: JobState, done: MigrationStep) -> MigrationStep:
@@ -144,8 +170,9 @@ def _breaking_step(pool: Pool, breaking: JobState, done: MigrationStep) -> Migra
     if breaking.phase == "running":
         return MigrationStep("Draining", drain=True, reason="BreakingMigration", message=f"{name} is running")
     # The failed breaking migration left the schema where it was, so the old workers come back.
-    return MigrationStep("Failed", reason=breaking.reason or "MigrationFailed",
-                         message=f"{name} failed: {breaking.message}")
+    return MigrationStep(
+        "Failed", reason=breaking.reason or "MigrationFailed", message=f"{name} failed: {breaking.message}"
+    )
 
 
 # -------------------------------------------------------------------------------------- replicas

@@ -94,8 +94,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
             raise
 
 
-async def _queue(rt: Runtime, pool: Pool, prior: dict[str, Any], refresh: bool, now: datetime,
-                 extra: dict[str, Any]) -> queue_stats.Reading | None:
+async def _queue(
+    rt: Runtime, pool: Pool, prior: dict[str, Any], refresh: bool, now: datetime, extra: dict[str, Any]
+) -> queue_stats.Reading | None:
     key = (pool.namespace, pool.name)
     if pool.provider != "graphile":
         rt.stats_problem.pop(key, None)
@@ -117,16 +118,17 @@ async def _queue(rt: Runtime, pool: Pool, prior: dict[str, Any], refresh: bool, 
     return reading
 
 
-async def _migrate(api: Api, pool: Pool, prior: dict[str, Any], reading: queue_stats.Reading | None,
-                   now: datetime) -> tuple[plan.MigrationStep, dict[str, Any]]:
+async def _migrate(
+    api: Api, pool: Pool, prior: dict[str, Any], reading: queue_stats.Reading | None, now: datetime
+) -> tuple[plan.MigrationStep, dict[str, Any]]:
     before: dict[str, Any] = prior.get("migration") or {}
     digest = pool.migration_digest
     normal = breaking = None
     if pool.provider == "graphile" and pool.migration.enabled and before.get("migratedDigest") != digest:
-        normal = plan.job_state(await api.get("batch/v1", "Job", pool.namespace,
-                                              names.migrate_job(pool.name, digest)))
-        breaking = plan.job_state(await api.get("batch/v1", "Job", pool.namespace,
-                                                names.migrate_job(pool.name, digest, breaking=True)))
+        normal = plan.job_state(await api.get("batch/v1", "Job", pool.namespace, names.migrate_job(pool.name, digest)))
+        breaking = plan.job_state(
+            await api.get("batch/v1", "Job", pool.namespace, names.migrate_job(pool.name, digest, breaking=True))
+        )
     same_digest = before.get("digest") == digest
     step = plan.migration_step(
         pool,
@@ -167,8 +169,9 @@ async def _scale_to_zero(api: Api, pool: Pool) -> None:
             await api.merge_patch("apps/v1", "Deployment", pool.namespace, dep, {"spec": {"replicas": 0}})
 
 
-def _autoscale(pool: Pool, prior: dict[str, Any], reading: queue_stats.Reading | None, now: datetime,
-               extra: dict[str, Any]) -> int | None:
+def _autoscale(
+    pool: Pool, prior: dict[str, Any], reading: queue_stats.Reading | None, now: datetime, extra: dict[str, Any]
+) -> int | None:
     auto = pool.workers.autoscaling
     if auto is None:
         return None
@@ -190,8 +193,9 @@ def _current_migration_jobs(pool: Pool) -> set[Key]:
     return {("Job", names.migrate_job(pool.name, digest)), ("Job", names.migrate_job(pool.name, digest, breaking=True))}
 
 
-def _observe(pool: Pool, step: plan.MigrationStep, replicas: int, live: dict[Key, Obj],
-             problems: tuple[str, ...]) -> status.Observed:
+def _observe(
+    pool: Pool, step: plan.MigrationStep, replicas: int, live: dict[Key, Obj], problems: tuple[str, ...]
+) -> status.Observed:
     component = names.RECEIVER if pool.provider == "qstash" else names.WORKER
     workload_name = names.receiver(pool.name) if pool.provider == "qstash" else names.worker_deployment(pool.name)
     workload = live.get(("Deployment", workload_name))
@@ -206,7 +210,8 @@ def _observe(pool: Pool, step: plan.MigrationStep, replicas: int, live: dict[Key
         replicas=int(st.get("replicas", 0)),
         ready_replicas=int(st.get("readyReplicas", 0)),
         selector=names.selector_string(pool.name, component),
-        children_available=step.rollout and len(deployments) == len(wanted)
+        children_available=step.rollout
+        and len(deployments) == len(wanted)
         and all(plan.deployment_available(d) for d in deployments),
         problems=problems,
     )

@@ -39,7 +39,8 @@ def configure(settings: kopf.OperatorSettings, opts: Options) -> None:
     # Annotations, not status: status belongs to the operator's own fields and the CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=prefix, key="last-handled-configuration")
+        prefix=prefix, key="last-handled-configuration"
+    )
     settings.watching.inactivity_timeout = opts.watch_inactivity_timeout
     # Bounded watch requests: a silently dropped connection is noticed and re-established.
     settings.watching.server_timeout = DEFAULT_WATCH_SERVER_TIMEOUT

@@ -24,12 +24,20 @@ def parse_timestamp(raw: str | None) -> datetime | None:
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message,
-            "observedGeneration": generation}
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
 
 
-def merge_conditions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]], now: datetime,
-                     ) -> list[dict[str, Any]]:
+def merge_conditions(
+    old: list[dict[str, Any]] | None,
+    new: list[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
     """Keeps lastTransitionTime while a condition's status is unchanged (metav1.Condition semantics)."""
     previous = {c.get("type"): c for c in old or []}
     out = []
@@ -64,8 +72,13 @@ def conditions(pool: Pool, seen: Observed) -> list[dict[str, Any]]:
             condition(READY, True, "NoopProvider", message, g),
             condition(MIGRATED, True, "NotRequired", message, g),
             condition(PROGRESSING, False, "NoopProvider", message, g),
-            condition(DEGRADED, bool(seen.problems), "Problems" if seen.problems else "AsExpected",
-                      "; ".join(seen.problems) or "no problems", g),
+            condition(
+                DEGRADED,
+                bool(seen.problems),
+                "Problems" if seen.problems else "AsExpected",
+                "; ".join(seen.problems) or "no problems",
+                g,
+            ),
         ]
     ready = migrated and seen.children_available
     if ready:
@@ -80,8 +93,13 @@ def conditions(pool: Pool, seen: Observed) -> list[dict[str, Any]]:
     return [
         condition(READY, ready, ready_reason, ready_msg, g),
         condition(MIGRATED, migrated, step.reason, step.message, g),
-        condition(PROGRESSING, progressing, "Reconciling" if progressing else "Idle",
-                  ready_msg if progressing else "nothing to roll out", g),
+        condition(
+            PROGRESSING,
+            progressing,
+            "Reconciling" if progressing else "Idle",
+            ready_msg if progressing else "nothing to roll out",
+            g,
+        ),
         condition(DEGRADED, bool(degraded_reasons), degraded_reason, "; ".join(degraded_reasons) or "no problems", g),
     ]
 

@@ -81,9 +81,20 @@ def rbac_from_chart(helm: Path) -> list[dict[str, Any]] | None:
     if not (chart / "templates" / "rbac.yaml").exists() or not helm.exists():
         return None
     proc = subprocess.run(
-        [str(helm), "template", "e2e", str(chart), "--namespace", OPERATOR_NAMESPACE,
-         "--show-only", "templates/rbac.yaml"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            str(helm),
+            "template",
+            "e2e",
+            str(chart),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if proc.returncode != 0:
         return None
@@ -101,15 +112,28 @@ def rbac_from_contracts() -> list[dict[str, Any]]:
         if len(cells) != 3 or cells[0] in ("apiGroups", "") or set(cells[0]) <= {"-"}:
             continue
         group = "" if cells[0] == '""' else cells[0]
-        rules.append({"apiGroups": [group], "resources": [r.strip() for r in cells[1].split(",")],
-                      "verbs": [v.strip() for v in cells[2].split(",")]})
+        rules.append(
+            {
+                "apiGroups": [group],
+                "resources": [r.strip() for r in cells[1].split(",")],
+                "verbs": [v.strip() for v in cells[2].split(",")],
+            }
+        )
     name = "e2e-jobworker-operator"
     return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-         "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": OPERATOR_NAMESPACE}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": OPERATOR_NAMESPACE}],
+        },
     ]
 
 
@@ -135,15 +159,19 @@ def operator_identity(kubectl: Kubectl, helm_bin: Path) -> OperatorIdentity:
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(cluster: Any, kubectl: Kubectl, operator_identity: OperatorIdentity,
-                        tmp_path_factory: pytest.TempPathFactory) -> Path:
+def operator_kubeconfig(
+    cluster: Any, kubectl: Kubectl, operator_identity: OperatorIdentity, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount (a bound token)."""
-    token = kubectl("create", "token", operator_identity.service_account, "-n", operator_identity.namespace,
-                    "--duration=6h").stdout.strip()
+    token = kubectl(
+        "create", "token", operator_identity.service_account, "-n", operator_identity.namespace, "--duration=6h"
+    ).stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     cluster_entry = admin["clusters"][0]["cluster"]
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "operator",
         "clusters": [{"name": "local", "cluster": cluster_entry}],
         "users": [{"name": "operator", "user": {"token": token}}],
         "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "operator"}}],
@@ -168,9 +196,20 @@ class OperatorProcess:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "JOBWORKER_"))}
         env["KUBECONFIG"] = str(self.kubeconfig)
-        cmd = [sys.executable, "-m", "jobworker_operator", "--all-namespaces", "--bind-address", "127.0.0.1",
-               "--liveness-port", str(self.liveness_port), "--metrics-port", str(self.metrics_port),
-               "--resync-seconds", str(RESYNC_SECONDS)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobworker_operator",
+            "--all-namespaces",
+            "--bind-address",
+            "127.0.0.1",
+            "--liveness-port",
+            str(self.liveness_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--resync-seconds",
+            str(RESYNC_SECONDS),
+        ]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
         log.close()
@@ -227,8 +266,11 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(jwp_crd: str, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory,
-             ) -> Iterator[OperatorProcess]:
+def operator(
+    jwp_crd: str,
+    operator_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(operator_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log")
     proc.start()
     try:
@@ -262,7 +304,11 @@ def pool_database(pg_server: Any) -> Iterator[str]:
 
 
 def secret_manifest(namespace: str, name: str, url: str) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        }
+    )

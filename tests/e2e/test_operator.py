@@ -32,8 +32,14 @@ def manifest(namespace: str, name: str, **spec: Any) -> str:
         "migration": {"backoffLimit": 0},
     }
     body.update(spec)
-    return json.dumps({"apiVersion": "jobworker.dev/v1alpha1", "kind": "JobWorkerPool",
-                       "metadata": {"name": name, "namespace": namespace}, "spec": body})
+    return json.dumps(
+        {
+            "apiVersion": "jobworker.dev/v1alpha1",
+            "kind": "JobWorkerPool",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": body,
+        }
+    )
 
 
 def get(kubectl: Any, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -69,8 +75,16 @@ def image_of(deployment: dict[str, Any] | None) -> str | None:
 
 
 def children(kubectl: Any, namespace: str, pool: str) -> list[str]:
-    out = kubectl("get", "deployments,jobs,cronjobs,configmaps,services", "-n", namespace,
-                  "-l", f"jobworker.dev/pool={pool}", "-o", "name").stdout
+    out = kubectl(
+        "get",
+        "deployments,jobs,cronjobs,configmaps,services",
+        "-n",
+        namespace,
+        "-l",
+        f"jobworker.dev/pool={pool}",
+        "-o",
+        "name",
+    ).stdout
     return sorted(out.split())
 
 
@@ -78,19 +92,31 @@ def children(kubectl: Any, namespace: str, pool: str) -> list[str]:
 
 
 BAD_SPECS = [
-    ({"scheduler": {"schedules": [{"id": "a", "task": "t", "cron": "* * *"}]}},
-     "cron must have 5 fields"),
-    ({"scheduler": {"schedules": [{"id": "a", "task": "t", "cron": "* * * * *"},
-                                  {"id": "a", "task": "u", "cron": "0 * * * *"}]}},
-     "scheduler.schedules ids must be unique"),
-    ({"workers": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
-     "minReplicas must not exceed maxReplicas"),
-    ({"workers": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}},
-     "workers.replicas must be unset when workers.autoscaling is set"),
-    ({"provider": {"type": "qstash", "graphile": {"databaseUrlSecretRef": {"name": "db"}}}},
-     "provider.qstash is required when provider.type is qstash"),
-    ({"provider": {"type": "noop", "graphile": {"databaseUrlSecretRef": {"name": "db"}}}},
-     "provider.graphile is only allowed when provider.type is graphile"),
+    ({"scheduler": {"schedules": [{"id": "a", "task": "t", "cron": "* * *"}]}}, "cron must have 5 fields"),
+    (
+        {
+            "scheduler": {
+                "schedules": [
+                    {"id": "a", "task": "t", "cron": "* * * * *"},
+                    {"id": "a", "task": "u", "cron": "0 * * * *"},
+                ]
+            }
+        },
+        "scheduler.schedules ids must be unique",
+    ),
+    ({"workers": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}, "minReplicas must not exceed maxReplicas"),
+    (
+        {"workers": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}},
+        "workers.replicas must be unset when workers.autoscaling is set",
+    ),
+    (
+        {"provider": {"type": "qstash", "graphile": {"databaseUrlSecretRef": {"name": "db"}}}},
+        "provider.qstash is required when provider.type is qstash",
+    ),
+    (
+        {"provider": {"type": "noop", "graphile": {"databaseUrlSecretRef": {"name": "db"}}}},
+        "provider.graphile is only allowed when provider.type is graphile",
+    ),
     ({"provider": {"type": "graphile"}}, "provider.graphile is required when provider.type is graphile"),
     ({"workers": {"concurrency": 0}}, "workers.concurrency must be at least 1"),
     ({"workers": {"pollInterval": "2 seconds"}}, "must be a duration such as 500ms"),
@@ -99,8 +125,9 @@ BAD_SPECS = [
 
 
 @pytest.mark.parametrize(("spec", "message"), BAD_SPECS, ids=[m for _, m in BAD_SPECS])
-def test_bad_specs_are_rejected_with_their_cel_message(kubectl: Any, jwp_crd: str, namespace: str,
-                                                        spec: dict[str, Any], message: str) -> None:
+def test_bad_specs_are_rejected_with_their_cel_message(
+    kubectl: Any, jwp_crd: str, namespace: str, spec: dict[str, Any], message: str
+) -> None:
     proc = kubectl("apply", "--dry-run=server", "-f", "-", input=manifest(namespace, "bad", **spec), check=False)
     assert proc.returncode != 0, proc.stdout
     assert message in proc.stderr
@@ -122,8 +149,9 @@ def test_examples_are_valid(kubectl: Any, jwp_crd: str, namespace: str) -> None:
 def test_pool_lifecycle(kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str) -> None:
     """create → migrate → Deployments available → CronJobs → conditions; new image migrates first."""
     create_db_secret(kubectl, namespace, pool_database)
-    pool = ready_pool(kubectl, namespace, "life", scheduler={
-        "schedules": [{"id": "tick", "task": "tick", "cron": "*/5 * * * *"}]})
+    pool = ready_pool(
+        kubectl, namespace, "life", scheduler={"schedules": [{"id": "tick", "task": "tick", "cron": "*/5 * * * *"}]}
+    )
 
     status = pool["status"]
     assert condition(pool, "Migrated")["status"] == "True"
@@ -159,8 +187,9 @@ def test_pool_lifecycle(kubectl: Any, operator: OperatorProcess, namespace: str,
 
     queued = wait_for("status.queue and schemaVersion", with_queue)
     assert queued["queue"]["ready"] == 0 and queued["schemaVersion"] >= 19
-    assert status["selector"] == ("app.kubernetes.io/name=jobworker,app.kubernetes.io/instance=life,"
-                                  "app.kubernetes.io/component=worker")
+    assert status["selector"] == (
+        "app.kubernetes.io/name=jobworker,app.kubernetes.io/instance=life,app.kubernetes.io/component=worker"
+    )
     assert "graphile" in kubectl("get", "jwp", "life", "-n", namespace).stdout
 
     # A new image: a new migration Job completes before the Deployment rolls to that image.
@@ -176,16 +205,18 @@ def test_pool_lifecycle(kubectl: Any, operator: OperatorProcess, namespace: str,
     assert new_digest != digest
     new_job = get(kubectl, namespace, "job", f"life-migrate-{new_digest}")
     assert new_job is not None and new_job["status"].get("succeeded") == 1
-    replica_sets = json.loads(kubectl("get", "rs", "-n", namespace, "-l", "app.kubernetes.io/component=worker",
-                                      "-o", "json").stdout)["items"]
+    replica_sets = json.loads(
+        kubectl("get", "rs", "-n", namespace, "-l", "app.kubernetes.io/component=worker", "-o", "json").stdout
+    )["items"]
     new_rs = [rs for rs in replica_sets if image_of(rs) == IMAGE_V2]
     assert new_rs and new_rs[0]["metadata"]["creationTimestamp"] >= new_job["status"]["completionTime"]
     # The old migration Job is cleaned up once the new one succeeded.
     wait_for("old migration Job removed", lambda: get(kubectl, namespace, "job", f"life-migrate-{digest}") is None)
 
 
-def test_failed_migration_is_degraded_and_keeps_old_workers(kubectl: Any, operator: OperatorProcess,
-                                                             namespace: str, pool_database: str) -> None:
+def test_failed_migration_is_degraded_and_keeps_old_workers(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
     ready_pool(kubectl, namespace, "fail")
     before = get(kubectl, namespace, "deployment", "fail-worker")
@@ -211,41 +242,68 @@ def test_failed_migration_is_degraded_and_keeps_old_workers(kubectl: Any, operat
     assert after["status"].get("availableReplicas") == 1
 
 
-def test_kubectl_scale_reaches_the_deployment(kubectl: Any, operator: OperatorProcess, namespace: str,
-                                              pool_database: str) -> None:
+def test_kubectl_scale_reaches_the_deployment(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
     ready_pool(kubectl, namespace, "scale", scheduler={"enabled": False})
     kubectl("scale", "jwp", "scale", "-n", namespace, "--replicas=3")
-    wait_for("Deployment replicas 3", lambda: (get(kubectl, namespace, "deployment", "scale-worker") or {})
-             .get("spec", {}).get("replicas") == 3)
-    wait_for("status.replicas 3 through the scale subresource", lambda: json.loads(kubectl(
-        "get", "jwp", "scale", "-n", namespace, "--subresource=scale", "-o", "json").stdout)
-        .get("status", {}).get("replicas") == 3, timeout=TIMEOUT)
+    wait_for(
+        "Deployment replicas 3",
+        lambda: (get(kubectl, namespace, "deployment", "scale-worker") or {}).get("spec", {}).get("replicas") == 3,
+    )
+    wait_for(
+        "status.replicas 3 through the scale subresource",
+        lambda: (
+            json.loads(kubectl("get", "jwp", "scale", "-n", namespace, "--subresource=scale", "-o", "json").stdout)
+            .get("status", {})
+            .get("replicas")
+            == 3
+        ),
+        timeout=TIMEOUT,
+    )
     scale = json.loads(kubectl("get", "jwp", "scale", "-n", namespace, "--subresource=scale", "-o", "json").stdout)
     assert scale["spec"]["replicas"] == 3
     assert "app.kubernetes.io/component=worker" in scale["status"]["selector"]
 
 
-def test_hand_deleted_or_edited_children_are_restored(kubectl: Any, operator: OperatorProcess, namespace: str,
-                                                      pool_database: str) -> None:
+def test_hand_deleted_or_edited_children_are_restored(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
     ready_pool(kubectl, namespace, "heal")
     old_uid = get(kubectl, namespace, "deployment", "heal-worker")["metadata"]["uid"]  # type: ignore[index]
     kubectl("delete", "deployment", "heal-worker", "-n", namespace, "--wait=false")
-    wait_for("worker Deployment recreated", lambda: (get(kubectl, namespace, "deployment", "heal-worker") or {})
-             .get("metadata", {}).get("uid") not in (None, old_uid))
+    wait_for(
+        "worker Deployment recreated",
+        lambda: (
+            (get(kubectl, namespace, "deployment", "heal-worker") or {}).get("metadata", {}).get("uid")
+            not in (None, old_uid)
+        ),
+    )
 
-    kubectl("patch", "cronjob", "heal-sweep", "-n", namespace, "--type=merge",
-            "-p", json.dumps({"spec": {"schedule": "*/7 * * * *"}}))
-    wait_for("CronJob schedule restored", lambda: (get(kubectl, namespace, "cronjob", "heal-sweep") or {})
-             .get("spec", {}).get("schedule") == "* * * * *")
+    kubectl(
+        "patch",
+        "cronjob",
+        "heal-sweep",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"schedule": "*/7 * * * *"}}),
+    )
+    wait_for(
+        "CronJob schedule restored",
+        lambda: (get(kubectl, namespace, "cronjob", "heal-sweep") or {}).get("spec", {}).get("schedule") == "* * * * *",
+    )
 
     kubectl("delete", "configmap", "heal-schedules", "-n", namespace)
     wait_for("ConfigMap recreated", lambda: get(kubectl, namespace, "configmap", "heal-schedules") is not None)
 
 
-def test_deleting_the_pool_removes_every_child(kubectl: Any, operator: OperatorProcess, namespace: str,
-                                               pool_database: str) -> None:
+def test_deleting_the_pool_removes_every_child(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
     ready_pool(kubectl, namespace, "gone")
     assert len(children(kubectl, namespace, "gone")) >= 6
@@ -260,11 +318,16 @@ def test_noop_pool_has_no_children_and_is_ready(kubectl: Any, operator: Operator
     assert children(kubectl, namespace, "nothing") == []
 
 
-def test_qstash_pool_runs_a_receiver_and_syncs_schedules(kubectl: Any, operator: OperatorProcess,
-                                                         namespace: str) -> None:
+def test_qstash_pool_runs_a_receiver_and_syncs_schedules(
+    kubectl: Any, operator: OperatorProcess, namespace: str
+) -> None:
     kubectl("create", "secret", "generic", "qs", "-n", namespace, "--from-literal=QSTASH_TOKEN=t")
-    ready_pool(kubectl, namespace, "push", provider={
-        "type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "https://push.example/cb"}})
+    ready_pool(
+        kubectl,
+        namespace,
+        "push",
+        provider={"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "https://push.example/cb"}},
+    )
     names = children(kubectl, namespace, "push")
     assert "deployment.apps/push-receiver" in names
     assert "service/push-receiver" in names
@@ -273,7 +336,8 @@ def test_qstash_pool_runs_a_receiver_and_syncs_schedules(kubectl: Any, operator:
 
 
 def test_unreachable_database_is_degraded_and_the_operator_survives(
-        kubectl: Any, operator: OperatorProcess, namespace: str) -> None:
+    kubectl: Any, operator: OperatorProcess, namespace: str
+) -> None:
     create_db_secret(kubectl, namespace, "postgresql://nobody:secret@127.0.0.1:1/none")
     kubectl("apply", "-f", "-", input=manifest(namespace, "nodb", migration={"enabled": False}))
 
@@ -288,11 +352,19 @@ def test_unreachable_database_is_degraded_and_the_operator_survives(
     assert operator.http_status("healthz", operator.liveness_port) == 200
 
 
-def test_autoscaling_follows_queue_depth(kubectl: Any, operator: OperatorProcess, namespace: str,
-                                         pool_database: str) -> None:
+def test_autoscaling_follows_queue_depth(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
-    ready_pool(kubectl, namespace, "auto", scheduler={"enabled": False}, workers={"autoscaling": {
-        "minReplicas": 1, "maxReplicas": 4, "targetJobsPerReplica": 5, "scaleDownDelaySeconds": 3}})
+    ready_pool(
+        kubectl,
+        namespace,
+        "auto",
+        scheduler={"enabled": False},
+        workers={
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "targetJobsPerReplica": 5, "scaleDownDelaySeconds": 3}
+        },
+    )
 
     def replicas() -> int:
         return int((get(kubectl, namespace, "deployment", "auto-worker") or {}).get("spec", {}).get("replicas", -1))
@@ -304,8 +376,10 @@ def test_autoscaling_follows_queue_depth(kubectl: Any, operator: OperatorProcess
     pool = get(kubectl, namespace, "jwp", "auto") or {}
     assert pool["status"]["queue"]["ready"] == 13
     assert pool["status"]["autoscaling"]["replicas"] == 3
-    assert operator.metric("jobworker_queue_jobs", namespace=namespace, pool="auto", task="autoscale_me",
-                           state="ready") == 13
+    assert (
+        operator.metric("jobworker_queue_jobs", namespace=namespace, pool="auto", task="autoscale_me", state="ready")
+        == 13
+    )
     assert (operator.metric("jobworker_pool_reconcile_total", namespace=namespace, pool="auto") or 0) > 0
 
     with psycopg.connect(pool_database, autocommit=True) as conn:
@@ -317,24 +391,43 @@ def test_autoscaling_follows_queue_depth(kubectl: Any, operator: OperatorProcess
     wait_for("back to minReplicas after the scale-down delay", lambda: replicas() == 1, timeout=TIMEOUT)
 
 
-def test_operator_restart_adopts_children_without_churn(kubectl: Any, operator: OperatorProcess, namespace: str,
-                                                        pool_database: str) -> None:
+def test_operator_restart_adopts_children_without_churn(
+    kubectl: Any, operator: OperatorProcess, namespace: str, pool_database: str
+) -> None:
     create_db_secret(kubectl, namespace, pool_database)
     ready_pool(kubectl, namespace, "adopt")
 
     def versions() -> dict[str, tuple[str, Any]]:
-        items = json.loads(kubectl("get", "deployments,cronjobs,configmaps,services", "-n", namespace,
-                                   "-l", "jobworker.dev/pool=adopt", "-o", "json").stdout)["items"]
-        return {f"{i['kind']}/{i['metadata']['name']}": (i["metadata"]["resourceVersion"] if i["kind"] in
-                ("ConfigMap", "Service") else "-", i["metadata"].get("generation")) for i in items}
+        items = json.loads(
+            kubectl(
+                "get",
+                "deployments,cronjobs,configmaps,services",
+                "-n",
+                namespace,
+                "-l",
+                "jobworker.dev/pool=adopt",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        return {
+            f"{i['kind']}/{i['metadata']['name']}": (
+                i["metadata"]["resourceVersion"] if i["kind"] in ("ConfigMap", "Service") else "-",
+                i["metadata"].get("generation"),
+            )
+            for i in items
+        }
 
     # Let the Deployments settle so that only the operator could still change them.
     wait_for("stable children", lambda: versions() == versions(), timeout=30)
     before = versions()
     operator.restart()
     # Several resync passes of the new process over this pool.
-    wait_for("reconciles after the restart", lambda: (operator.metric(
-        "jobworker_pool_reconcile_total", namespace=namespace, pool="adopt") or 0) >= 3, timeout=TIMEOUT)
+    wait_for(
+        "reconciles after the restart",
+        lambda: (operator.metric("jobworker_pool_reconcile_total", namespace=namespace, pool="adopt") or 0) >= 3,
+        timeout=TIMEOUT,
+    )
     assert versions() == before
     pool = get(kubectl, namespace, "jwp", "adopt")
     assert condition(pool, "Ready")["status"] == "True"

@@ -69,16 +69,16 @@ class TestDefaults:
 
     def test_autoscaling_defaults(self) -> None:
         auto = pool(workers={"autoscaling": {"maxReplicas": 4}}).workers.autoscaling
-        assert auto == model.Autoscaling(max_replicas=4, min_replicas=1, target_jobs_per_replica=10,
-                                         scale_down_delay_seconds=300)
+        assert auto == model.Autoscaling(
+            max_replicas=4, min_replicas=1, target_jobs_per_replica=10, scale_down_delay_seconds=300
+        )
 
 
 class TestMigrationDigest:
     def test_changes_with_image_and_schema(self) -> None:
         a = pool()
         b = pool(image="registry.example/app:2.0")
-        c = pool(provider={"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db"},
-                                                            "schema": "other"}})
+        c = pool(provider={"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db"}, "schema": "other"}})
         assert len({a.migration_digest, b.migration_digest, c.migration_digest}) == 3
 
     @pytest.mark.parametrize("replicas", [1, 5])

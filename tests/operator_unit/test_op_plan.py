@@ -24,8 +24,12 @@ class TestComponents:
         assert plan.components(pool()) == {"worker", "scheduler", "sweep", "cleanup", "metrics"}
 
     def test_graphile_minimal(self) -> None:
-        p = pool(scheduler={"enabled": False}, sweep={"enabled": False}, cleanup={"enabled": False},
-                 metrics={"enabled": False})
+        p = pool(
+            scheduler={"enabled": False},
+            sweep={"enabled": False},
+            cleanup={"enabled": False},
+            metrics={"enabled": False},
+        )
         assert plan.components(p) == {"worker"}
 
     def test_qstash(self) -> None:
@@ -60,8 +64,14 @@ class TestJobState:
 
 
 def step(p: Any = None, **kw: Any) -> plan.MigrationStep:
-    args: dict[str, Any] = {"migrated_digest": None, "normal": None, "breaking": None, "locked_jobs": None,
-                            "drain_started_at": None, "now": NOW}
+    args: dict[str, Any] = {
+        "migrated_digest": None,
+        "normal": None,
+        "breaking": None,
+        "locked_jobs": None,
+        "drain_started_at": None,
+        "now": NOW,
+    }
     args.update(kw)
     return plan.migration_step(p or pool(), **args)
 
@@ -191,11 +201,19 @@ class TestWorkerReplicas:
 
 
 class TestDeploymentAvailable:
-    def dep(self, gen: int = 2, observed: int = 2, replicas: int = 2, updated: int = 2, available: int = 2,
-            ) -> dict[str, Any]:
-        return {"metadata": {"generation": gen}, "spec": {"replicas": replicas},
-                "status": {"observedGeneration": observed, "updatedReplicas": updated,
-                           "availableReplicas": available}}
+    def dep(
+        self,
+        gen: int = 2,
+        observed: int = 2,
+        replicas: int = 2,
+        updated: int = 2,
+        available: int = 2,
+    ) -> dict[str, Any]:
+        return {
+            "metadata": {"generation": gen},
+            "spec": {"replicas": replicas},
+            "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available},
+        }
 
     def test_available(self) -> None:
         assert plan.deployment_available(self.dep())
@@ -207,8 +225,9 @@ class TestDeploymentAvailable:
         assert not plan.deployment_available(self.dep(available=1))
 
     def test_zero_replicas(self) -> None:
-        assert plan.deployment_available({"metadata": {"generation": 1}, "spec": {"replicas": 0},
-                                          "status": {"observedGeneration": 1}})
+        assert plan.deployment_available(
+            {"metadata": {"generation": 1}, "spec": {"replicas": 0}, "status": {"observedGeneration": 1}}
+        )
 
     def test_absent(self) -> None:
         assert not plan.deployment_available(None)

@@ -46,15 +46,19 @@ class FakeApi(apply.Api):
         if live is None:
             live = {"metadata": {"uid": f"u{next(self.uids)}", "generation": 0, "resourceVersion": "1"}}
         new = copy.deepcopy(obj)
-        new["metadata"].update(uid=live["metadata"]["uid"], generation=live["metadata"]["generation"] + 1,
-                               resourceVersion=str(int(live["metadata"]["resourceVersion"]) + 1))
+        new["metadata"].update(
+            uid=live["metadata"]["uid"],
+            generation=live["metadata"]["generation"] + 1,
+            resourceVersion=str(int(live["metadata"]["resourceVersion"]) + 1),
+        )
         new["status"] = live.get("status", {})
         self.objects[key] = new
         self.applied[new["metadata"]["uid"]] = apply.version_of(new)
         return copy.deepcopy(new)
 
-    async def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Obj,
-                          sub: str | None = None) -> Obj:
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Obj, sub: str | None = None
+    ) -> Obj:
         self.merge_patches.append((name, patch))
         merge(self.objects[(kind, name)], patch)
         return copy.deepcopy(self.objects[(kind, name)])
@@ -73,8 +77,9 @@ class FakeApi(apply.Api):
         return self.objects[(names.KIND, "pool")]
 
     def finish(self, job: str, cond: str = "Complete", reason: str = "", message: str = "") -> None:
-        self.objects[("Job", job)]["status"] = {"conditions": [
-            {"type": cond, "status": "True", "reason": reason, "message": message}]}
+        self.objects[("Job", job)]["status"] = {
+            "conditions": [{"type": cond, "status": "True", "reason": reason, "message": message}]
+        }
 
     def jobs(self) -> list[str]:
         return sorted(n for k, n in self.objects if k == "Job")
@@ -133,8 +138,12 @@ async def test_breaking_migration_drains_then_rolls_out(monkeypatch: Any) -> Non
     await run()
     second_job = next(j for j in api.jobs() if j != first_job and not j.endswith("-b"))
     assert api.deployment("pool-worker")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
-    api.finish(second_job, "Failed", "PodFailurePolicy",
-               f"Container migrate for pod ns/{second_job}-x failed with exit code 3 matching FailJob rule at index 0")
+    api.finish(
+        second_job,
+        "Failed",
+        "PodFailurePolicy",
+        f"Container migrate for pod ns/{second_job}-x failed with exit code 3 matching FailJob rule at index 0",
+    )
     await run()
     assert api.merge_patches == [("pool-worker", {"spec": {"replicas": 0}})]
     assert api.pool()["status"]["migration"]["phase"] == "Draining"

@@ -39,8 +39,14 @@ def assert_owned(obj: dict[str, Any], component: str) -> None:
     assert meta["namespace"] == "ns"
     assert meta["labels"] == {**LABELS, "app.kubernetes.io/component": component}
     (ref,) = meta["ownerReferences"]
-    assert ref == {"apiVersion": "jobworker.dev/v1alpha1", "kind": "JobWorkerPool", "name": "pool",
-                   "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
+    assert ref == {
+        "apiVersion": "jobworker.dev/v1alpha1",
+        "kind": "JobWorkerPool",
+        "name": "pool",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 class TestRenderMigrationJob:
@@ -56,8 +62,10 @@ class TestRenderMigrationJob:
         assert c["args"] == ["migrate"]
         assert c["image"] == "registry.example/app:1.0"
         env = env_names(c)
-        assert env["DATABASE_URL"] == {"name": "DATABASE_URL",
-                                       "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}
+        assert env["DATABASE_URL"] == {
+            "name": "DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}},
+        }
         assert env["JOBWORKER_SCHEMA"]["value"] == "graphile_worker"
         assert pod_spec(job)["restartPolicy"] == "Never"
 
@@ -72,8 +80,9 @@ class TestRenderMigrationJob:
         assert container(job)["args"] == ["migrate", "--allow-breaking"]
 
     def test_pod_template_labels_reach_the_pod_but_not_override_ours(self) -> None:
-        job = render.render_migration_job(pool(podTemplate={"labels": {
-            "jobworker.dev/test-fail": "true", "app.kubernetes.io/component": "evil"}}))
+        job = render.render_migration_job(
+            pool(podTemplate={"labels": {"jobworker.dev/test-fail": "true", "app.kubernetes.io/component": "evil"}})
+        )
         labels = job["spec"]["template"]["metadata"]["labels"]
         assert labels["jobworker.dev/test-fail"] == "true"
         assert labels["app.kubernetes.io/component"] == "migration"
@@ -92,11 +101,24 @@ class TestRenderWorkerDeployment:
         assert_restricted(dep)
         assert dep["spec"]["replicas"] == 1
         assert dep["spec"]["selector"]["matchLabels"] == {
-            "app.kubernetes.io/name": "jobworker", "app.kubernetes.io/instance": "pool",
-            "app.kubernetes.io/component": "worker"}
+            "app.kubernetes.io/name": "jobworker",
+            "app.kubernetes.io/instance": "pool",
+            "app.kubernetes.io/component": "worker",
+        }
         c = container(dep)
-        assert c["args"] == ["worker", "--tasks", "app.tasks", "--concurrency", "1", "--poll-interval", "2s",
-                             "--graceful-shutdown", "30s", "--http-port", "9464"]
+        assert c["args"] == [
+            "worker",
+            "--tasks",
+            "app.tasks",
+            "--concurrency",
+            "1",
+            "--poll-interval",
+            "2s",
+            "--graceful-shutdown",
+            "30s",
+            "--http-port",
+            "9464",
+        ]
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert c["ports"] == [{"name": "http", "containerPort": 9464, "protocol": "TCP"}]
         assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}}
@@ -104,9 +126,19 @@ class TestRenderWorkerDeployment:
         assert "DATABASE_URL" in env_names(c)
 
     def test_flags_from_spec(self) -> None:
-        dep = render.render_worker_deployment(pool(workers={
-            "concurrency": 8, "queues": ["a", "b"], "forbiddenFlags": ["slow"], "pollInterval": "500ms",
-            "gracefulShutdownSeconds": 120, "env": [{"name": "X", "value": "1"}]}), replicas=3)
+        dep = render.render_worker_deployment(
+            pool(
+                workers={
+                    "concurrency": 8,
+                    "queues": ["a", "b"],
+                    "forbiddenFlags": ["slow"],
+                    "pollInterval": "500ms",
+                    "gracefulShutdownSeconds": 120,
+                    "env": [{"name": "X", "value": "1"}],
+                }
+            ),
+            replicas=3,
+        )
         c = container(dep)
         assert c["args"][:5] == ["worker", "--tasks", "app.tasks", "--concurrency", "8"]
         assert c["args"][5:11] == ["--queue", "a", "--queue", "b", "--forbidden-flag", "slow"]
@@ -116,23 +148,39 @@ class TestRenderWorkerDeployment:
         assert dep["spec"]["replicas"] == 3
 
     def test_worker_url_replaces_owner_url(self) -> None:
-        p = pool(provider={"type": "graphile", "graphile": {
-            "databaseUrlSecretRef": {"name": "db"},
-            "workerDatabaseUrlSecretRef": {"name": "wdb", "key": "u"}}})
+        p = pool(
+            provider={
+                "type": "graphile",
+                "graphile": {
+                    "databaseUrlSecretRef": {"name": "db"},
+                    "workerDatabaseUrlSecretRef": {"name": "wdb", "key": "u"},
+                },
+            }
+        )
         env = env_names(container(render.render_worker_deployment(p, replicas=1)))
         assert "DATABASE_URL" not in env
         assert env["WORKER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "wdb", "key": "u"}
 
     def test_no_url_is_ever_inline(self) -> None:
-        text = json.dumps(render.children(pool(), frozenset({"worker", "scheduler", "sweep", "cleanup"}),
-                                          worker_replicas=1))
+        text = json.dumps(
+            render.children(pool(), frozenset({"worker", "scheduler", "sweep", "cleanup"}), worker_replicas=1)
+        )
         assert "postgres://" not in text
 
     def test_pod_template_overrides(self) -> None:
-        dep = render.render_worker_deployment(pool(podTemplate={
-            "nodeSelector": {"a": "b"}, "tolerations": [{"key": "k", "operator": "Exists"}],
-            "affinity": {"nodeAffinity": {}}, "serviceAccountName": "sa",
-            "securityContext": {"runAsUser": 1234}, "annotations": {"x": "y"}}), replicas=1)
+        dep = render.render_worker_deployment(
+            pool(
+                podTemplate={
+                    "nodeSelector": {"a": "b"},
+                    "tolerations": [{"key": "k", "operator": "Exists"}],
+                    "affinity": {"nodeAffinity": {}},
+                    "serviceAccountName": "sa",
+                    "securityContext": {"runAsUser": 1234},
+                    "annotations": {"x": "y"},
+                }
+            ),
+            replicas=1,
+        )
         ps = pod_spec(dep)
         assert ps["nodeSelector"] == {"a": "b"}
         assert ps["tolerations"] == [{"key": "k", "operator": "Exists"}]
@@ -151,12 +199,30 @@ class TestRenderSchedulesConfigmap:
         assert json.loads(cm["data"]["schedules.yaml"]) == []
 
     def test_snake_case_entries_with_defaults(self) -> None:
-        cm = render.render_schedules_configmap(pool(scheduler={"schedules": [
-            {"id": "nightly", "task": "report", "cron": "0 1 * * *", "maxAttempts": 3, "jobKey": "k"}]}))
+        cm = render.render_schedules_configmap(
+            pool(
+                scheduler={
+                    "schedules": [
+                        {"id": "nightly", "task": "report", "cron": "0 1 * * *", "maxAttempts": 3, "jobKey": "k"}
+                    ]
+                }
+            )
+        )
         (entry,) = json.loads(cm["data"]["schedules.yaml"])
-        assert entry == {"id": "nightly", "task": "report", "cron": "0 1 * * *", "timezone": "UTC",
-                         "payload": {}, "queue": None, "priority": 0, "max_attempts": 3, "job_key": "k",
-                         "job_key_mode": "replace", "backfill": None, "max": None}
+        assert entry == {
+            "id": "nightly",
+            "task": "report",
+            "cron": "0 1 * * *",
+            "timezone": "UTC",
+            "payload": {},
+            "queue": None,
+            "priority": 0,
+            "max_attempts": 3,
+            "job_key": "k",
+            "job_key_mode": "replace",
+            "backfill": None,
+            "max": None,
+        }
 
 
 class TestRenderSchedulerDeployment:
@@ -167,8 +233,15 @@ class TestRenderSchedulerDeployment:
         assert_restricted(dep)
         assert dep["spec"]["replicas"] == 1
         assert dep["spec"]["strategy"] == {"type": "Recreate"}
-        assert container(dep)["args"] == ["scheduler", "--tasks", "app.tasks", "--schedules",
-                                          "/etc/jobworker/schedules.yaml", "--http-port", "9464"]
+        assert container(dep)["args"] == [
+            "scheduler",
+            "--tasks",
+            "app.tasks",
+            "--schedules",
+            "/etc/jobworker/schedules.yaml",
+            "--http-port",
+            "9464",
+        ]
         assert {"name": "schedules", "configMap": {"name": "pool-schedules"}} in pod_spec(dep)["volumes"]
 
     def test_checksum_rolls_pods_when_schedules_change(self) -> None:
@@ -191,8 +264,7 @@ class TestRenderSweepCronjob:
         assert cj["spec"]["concurrencyPolicy"] == "Forbid"
         assert cj["spec"]["successfulJobsHistoryLimit"] == 1
         assert cj["spec"]["failedJobsHistoryLimit"] == 3
-        assert container(cj)["args"] == ["sweep-stale-workers", "--sweep-threshold", "5m",
-                                         "--recovery-delay", "30s"]
+        assert container(cj)["args"] == ["sweep-stale-workers", "--sweep-threshold", "5m", "--recovery-delay", "30s"]
         assert pod_spec(cj)["restartPolicy"] == "Never"
 
 
@@ -234,13 +306,20 @@ class TestRenderScheduleSyncJob:
     def test_defaults(self) -> None:
         job = render.render_schedule_sync_job(pool(provider=QSTASH))
         assert job["metadata"]["name"].startswith("pool-sync-")
-        assert container(job)["args"] == ["qstash", "sync-schedules", "--tasks", "app.tasks",
-                                          "--schedules", "/etc/jobworker/schedules.yaml"]
+        assert container(job)["args"] == [
+            "qstash",
+            "sync-schedules",
+            "--tasks",
+            "app.tasks",
+            "--schedules",
+            "/etc/jobworker/schedules.yaml",
+        ]
 
     def test_name_changes_with_schedules(self) -> None:
         a = render.render_schedule_sync_job(pool(provider=QSTASH))
-        b = render.render_schedule_sync_job(pool(provider=QSTASH, scheduler={
-            "schedules": [{"id": "a", "task": "t", "cron": "* * * * *"}]}))
+        b = render.render_schedule_sync_job(
+            pool(provider=QSTASH, scheduler={"schedules": [{"id": "a", "task": "t", "cron": "* * * * *"}]})
+        )
         assert a["metadata"]["name"] != b["metadata"]["name"]
 
 
@@ -268,9 +347,14 @@ class TestChildren:
 
         p = pool()
         kinds = [(o["kind"], o["metadata"]["name"]) for o in render.children(p, plan.components(p), worker_replicas=1)]
-        assert kinds == [("ConfigMap", "pool-schedules"), ("Deployment", "pool-scheduler"),
-                         ("Deployment", "pool-worker"), ("CronJob", "pool-sweep"), ("CronJob", "pool-cleanup"),
-                         ("Service", "pool-metrics")]
+        assert kinds == [
+            ("ConfigMap", "pool-schedules"),
+            ("Deployment", "pool-scheduler"),
+            ("Deployment", "pool-worker"),
+            ("CronJob", "pool-sweep"),
+            ("CronJob", "pool-cleanup"),
+            ("Service", "pool-metrics"),
+        ]
 
     def test_qstash(self) -> None:
         from jobworker_operator import plan

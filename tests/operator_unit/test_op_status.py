@@ -13,8 +13,15 @@ OK = MigrationStep("Succeeded", rollout=True, reason="Migrated", message="schema
 
 
 def seen(step: MigrationStep = OK, available: bool = True, problems: tuple[str, ...] = ()) -> status.Observed:
-    return status.Observed(step=step, desired_replicas=2, replicas=2, ready_replicas=2 if available else 1,
-                           selector="a=b", children_available=available, problems=problems)
+    return status.Observed(
+        step=step,
+        desired_replicas=2,
+        replicas=2,
+        ready_replicas=2 if available else 1,
+        selector="a=b",
+        children_available=available,
+        problems=problems,
+    )
 
 
 def by_type(conds: list[dict[str, object]]) -> dict[object, dict[str, object]]:
@@ -95,8 +102,16 @@ class Stats:
 class TestQueue:
     def test_from_stats(self) -> None:
         q = status.queue(Stats(), NOW)
-        assert q == {"ready": 5, "scheduled": 1, "locked": 2, "failed": 0, "oldestReadySeconds": 12,
-                     "workersActive": 3, "workersStale": 0, "observedAt": "2025-01-01T12:00:00Z"}
+        assert q == {
+            "ready": 5,
+            "scheduled": 1,
+            "locked": 2,
+            "failed": 0,
+            "oldestReadySeconds": 12,
+            "workersActive": 3,
+            "workersStale": 0,
+            "observedAt": "2025-01-01T12:00:00Z",
+        }
 
     def test_empty_queue(self) -> None:
         assert status.queue(Stats(oldest_ready_seconds=None), NOW)["oldestReadySeconds"] is None

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
-from jobworker import errors
 from psycopg.rows import dict_row
+
+from jobworker import errors
 
 DEFAULT_SCHEMA = "graphile_worker"
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from jobworker import db, errors, sql
 
 GRAPHILE_LATEST = 19

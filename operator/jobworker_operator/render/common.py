@@ -112,8 +112,12 @@ def pod_spec(pool: Pool, containers: list[dict[str, Any]], **extra: Any) -> dict
     return spec
 
 
-def pod_template(pool: Pool, component: str, spec: dict[str, Any], annotations: dict[str, str] | None = None,
-                 ) -> dict[str, Any]:
+def pod_template(
+    pool: Pool,
+    component: str,
+    spec: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"labels": pod_labels(pool, component)}
     merged = {**pool.pod_template.annotations, **(annotations or {})}
     if merged:

@@ -12,8 +12,9 @@ SUCCESSFUL_JOBS_HISTORY = 1
 FAILED_JOBS_HISTORY = 3
 
 
-def _cronjob(pool: Pool, name: str, component: str, schedule: str, args: list[str],
-             starting_deadline: int) -> dict[str, Any]:
+def _cronjob(
+    pool: Pool, name: str, component: str, schedule: str, args: list[str], starting_deadline: int
+) -> dict[str, Any]:
     container = common.container(pool, component, args, common.database_env(pool))
     spec = common.pod_spec(pool, [container], restartPolicy="Never")
     return {
@@ -49,5 +50,6 @@ def render_cleanup_cronjob(pool: Pool) -> dict[str, Any]:
     args = ["cleanup"]
     for task in pool.cleanup.tasks:
         args += ["--task", task]
-    return _cronjob(pool, names.cleanup_cronjob(pool.name), names.CLEANUP, pool.cleanup.schedule, args,
-                    starting_deadline=3600)
+    return _cronjob(
+        pool, names.cleanup_cronjob(pool.name), names.CLEANUP, pool.cleanup.schedule, args, starting_deadline=3600
+    )

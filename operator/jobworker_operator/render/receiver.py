@@ -21,7 +21,10 @@ def render_receiver_deployment(pool: Pool, *, replicas: int) -> dict[str, Any]:
     args = ["serve", "--tasks", pool.tasks, "--port", str(model.RECEIVER_PORT)]
     env = [{"name": "QSTASH_CALLBACK_URL", "value": pool.qstash.callback_url}, *pool.workers.env]
     container = common.container(
-        pool, "receiver", args, env,
+        pool,
+        "receiver",
+        args,
+        env,
         ports=[{"name": "http", "containerPort": model.RECEIVER_PORT, "protocol": "TCP"}],
         livenessProbe=http_probe(),
         readinessProbe=http_probe(period=5),
@@ -29,9 +32,9 @@ def render_receiver_deployment(pool: Pool, *, replicas: int) -> dict[str, Any]:
         **_qstash_env(pool),
     )
     spec = common.pod_spec(
-        pool, [container],
-        terminationGracePeriodSeconds=pool.workers.graceful_shutdown_seconds
-        + model.TERMINATION_GRACE_MARGIN_SECONDS,
+        pool,
+        [container],
+        terminationGracePeriodSeconds=pool.workers.graceful_shutdown_seconds + model.TERMINATION_GRACE_MARGIN_SECONDS,
     )
     return {
         "apiVersion": "apps/v1",
@@ -65,8 +68,7 @@ def sync_digest(pool: Pool) -> str:
 def render_schedule_sync_job(pool: Pool) -> dict[str, Any]:
     volume, mount = common.schedules_volume(pool)
     args = ["qstash", "sync-schedules", "--tasks", pool.tasks, "--schedules", common.schedules_path()]
-    container = common.container(pool, "sync", args, [*pool.workers.env], volumeMounts=[mount],
-                                 **_qstash_env(pool))
+    container = common.container(pool, "sync", args, [*pool.workers.env], volumeMounts=[mount], **_qstash_env(pool))
     spec = common.pod_spec(pool, [container], restartPolicy="Never", volumes=[volume])
     return {
         "apiVersion": "batch/v1",

@@ -34,11 +34,19 @@ def render_schedules_configmap(pool: Pool) -> dict[str, Any]:
 def render_scheduler_deployment(pool: Pool) -> dict[str, Any]:
     volume, mount = common.schedules_volume(pool)
     args = [
-        "scheduler", "--tasks", pool.tasks, "--schedules", common.schedules_path(),
-        "--http-port", str(pool.metrics.port),
+        "scheduler",
+        "--tasks",
+        pool.tasks,
+        "--schedules",
+        common.schedules_path(),
+        "--http-port",
+        str(pool.metrics.port),
     ]
     container = common.container(
-        pool, "scheduler", args, [*common.database_env(pool), *pool.workers.env],
+        pool,
+        "scheduler",
+        args,
+        [*common.database_env(pool), *pool.workers.env],
         ports=[{"name": "http", "containerPort": pool.metrics.port, "protocol": "TCP"}],
         livenessProbe=http_probe(),
         resources=pool.workers.resources,

@@ -18,9 +18,12 @@ def worker_args(pool: Pool) -> list[str]:
         args += ["--forbidden-flag", flag]
     return [
         *args,
-        "--poll-interval", w.poll_interval,
-        "--graceful-shutdown", f"{w.graceful_shutdown_seconds}s",
-        "--http-port", str(pool.metrics.port),
+        "--poll-interval",
+        w.poll_interval,
+        "--graceful-shutdown",
+        f"{w.graceful_shutdown_seconds}s",
+        "--http-port",
+        str(pool.metrics.port),
     ]
 
 
@@ -37,7 +40,9 @@ def http_probe(port_name: str = "http", *, period: int = 10) -> dict[str, Any]:
 def render_worker_deployment(pool: Pool, *, replicas: int) -> dict[str, Any]:
     w = pool.workers
     container = common.container(
-        pool, "worker", worker_args(pool),
+        pool,
+        "worker",
+        worker_args(pool),
         [*common.database_env(pool, worker=True), *w.env],
         ports=[{"name": "http", "containerPort": pool.metrics.port, "protocol": "TCP"}],
         livenessProbe=http_probe(),
@@ -45,7 +50,8 @@ def render_worker_deployment(pool: Pool, *, replicas: int) -> dict[str, Any]:
         resources=w.resources,
     )
     spec = common.pod_spec(
-        pool, [container],
+        pool,
+        [container],
         # Kubernetes must not SIGKILL a worker that is still finishing jobs inside its own deadline.
         terminationGracePeriodSeconds=w.graceful_shutdown_seconds + model.TERMINATION_GRACE_MARGIN_SECONDS,
     )
