@@ -148,6 +148,8 @@ def test_add_list_show_reschedule_complete_fail_remove_cleanup(db_url: str) -> N
     cleaned = jobworker(url, "--json", "cleanup", "--task", "delete-permanently-failed-jobs").json()
     assert cleaned == {"delete-permanently-failed-jobs": 1}
     assert keyed_id not in {r["id"] for r in jobs(url)}
+    two = jobworker(url, "--json", "cleanup", "--task", "gc-job-queues", "--task", "gc-task-identifiers").json()
+    assert set(two) == {"gc-job-queues", "gc-task-identifiers"}
     every_task = jobworker(url, "--json", "cleanup").json()
     assert set(every_task) == {"gc-task-identifiers", "gc-job-queues", "delete-permanently-failed-jobs"}
 
