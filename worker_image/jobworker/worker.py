@@ -71,7 +71,6 @@ class Worker:
         self._forced = asyncio.Event()
         self._running: dict[int, tuple[asyncio.Task[None], AbortSignal, str]] = {}
         self._local: deque[dict[str, Any]] = deque()
-        self._refill: asyncio.Task[None] | None = None
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
         self._writing = False
@@ -168,7 +167,7 @@ class Worker:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-            if drain and not self._running and not self._local and claimed == 0 and self._refill is None:
+            if drain and not self._running and not self._local and claimed == 0:
                 if not (self._results or self._writing):
                     return
                 # A result still being written may free a named queue whose next job is ready now.
@@ -187,34 +186,17 @@ class Worker:
         """Start up to ``free`` jobs: from the local queue in batch mode, else claimed in one statement."""
         if self.settings.batch:
             if len(self._local) < free:
-                if self._refill is not None:
-                    await asyncio.wait([self._refill])  # the claim in flight lands in _local
-                if len(self._local) < free:
-                    want = self.settings.batch_size - len(self._local)
-                    self._local.extend(await self._claim(want))
+                want = self.settings.batch_size - len(self._local)
+                self._local.extend(await self._claim(want))
             started = 0
             while self._local and started < free:
                 self._start(self._local.popleft())
                 started += 1
-            if self._refill is None and started and len(self._local) < self.settings.batch_size // 2:
-                # Claim the next batch while this one runs, so slots never wait on a claim round trip.
-                self._refill = asyncio.create_task(self._claim_ahead(), name="jobworker-claim-ahead")
             return started
         rows = await self._claim(free)
         for row in rows:
             self._start(row)
         return len(rows)
-
-    async def _claim_ahead(self) -> None:
-        try:
-            if not self._stopping:
-                rows = await self._claim(self.settings.batch_size - len(self._local))
-                self._local.extend(rows)
-        except (psycopg.Error, errors.DatabaseError, OSError) as exc:
-            log.warning("claim ahead failed (%s); the main loop claims next", db._one_line(exc))
-        finally:
-            self._refill = None
-            self._wake.set()
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         if limit <= 0 or not self._task_ids:
@@ -390,8 +372,6 @@ class Worker:
             task.cancel()  # a sync handler's thread cannot be interrupted; its job is returned all the same
         if self._running:
             await asyncio.wait([t for t, _, _ in self._running.values()], timeout=1)
-        if self._refill is not None:
-            await asyncio.wait([self._refill], timeout=10)  # its claimed rows are returned below
         unstarted = [row["id"] for row in self._local]
         self._local.clear()
         deadline = time.monotonic() + (2 if self._forced.is_set() else 15)
