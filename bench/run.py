@@ -386,7 +386,9 @@ def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
         f"# jobworker benchmark — {meta['date']}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}; "
-        f"Python {m['python']}, node {m['node']}; PostgreSQL {meta['postgres']} ({meta['database']}).",
+        f"Python {m['python']}, node {m['node']}; PostgreSQL {meta['postgres']} ({meta['database']}). "
+        f"Host load average at start/end: {meta['loadavg_start'][0]:.1f} / {meta['loadavg_end'][0]:.1f} "
+        f"(shared host); wall time {meta['wall_seconds']} s.",
         f"Peers: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. "
         f"Mode: {'quick' if meta['quick'] else 'full'}, {meta['repeats']} repeat(s); median and min-max shown. "
         "`x graphile` divides by graphile-worker's median in the same run (default vs default, batch vs batch).",
@@ -434,6 +436,7 @@ def main() -> None:
             "versions": versions,
             "quick": cfg.quick,
             "repeats": cfg.repeats,
+            "loadavg_start": os.getloadavg(),
         }
         build_templates(srv, cfg, set(systems), big="big" in only)
         if "enqueue" in only:
@@ -446,6 +449,7 @@ def main() -> None:
             w_drain(srv, cfg, rec, systems, big=True)
     rec.finish()
     meta["wall_seconds"] = round(time.monotonic() - started)
+    meta["loadavg_end"] = os.getloadavg()
     md = write(rec, meta, args.name)
     print(md.read_text())
     h.log(f"done in {meta['wall_seconds']}s; results in {md} and {md.with_suffix('.jsonl')}")

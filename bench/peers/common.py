@@ -35,6 +35,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--variant", default="default", help="default | batch")
     p.add_argument("--chunk", type=int, default=1_000, help="jobs per batch-enqueue call")
     p.add_argument("--seed", type=int, default=6)
+    p.add_argument("--min-id", type=int, default=0, help="drain (graphile schema): the first id of the batch to run")
     return p
 
 

@@ -22,7 +22,6 @@ from jobworker import JobContext, JobRegistry, JobSpec, Worker, WorkerUtils, def
 
 def make_args() -> Any:
     p = common.parser("jobworker bench runner")
-    p.add_argument("--min-id", type=int, default=0, help="drain: jobs with id >= this are the ones to run")
     p.add_argument("--uvloop", action="store_true")
     p.add_argument("--poll-interval", type=float, default=None)
     return p.parse_args()
