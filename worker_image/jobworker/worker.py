@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -233,7 +234,7 @@ class Worker:
         finally:
             self._running.pop(job_id, None)
             metrics.JOBS_RUNNING.dec()
-            metrics.JOB_DURATION.labels(task_name).observe(time.perf_counter() - started)
+            _task_metrics(task_name)[1].observe(time.perf_counter() - started)
             self._processed += 1
             self._record(result)
             self._wake.set()
@@ -247,7 +248,7 @@ class Worker:
             # As graphile-worker does: a job for a task this process cannot run fails and retries,
             # so a worker that knows the task can pick it up later.
             return _Result(job_id, task_name, error=f"Unsupported task {task_name!r}: no handler in this worker")
-        metrics.JOBS_STARTED.labels(task_name).inc()
+        _task_metrics(task_name)[0].inc()
         raw = row["payload"]
         try:
             payload = definition.validate(raw)
@@ -327,7 +328,7 @@ class Worker:
         if done:
             await self._fetch("complete_jobs", {"job_ids": [r.job_id for r in done], "worker_id": self.worker_id})
             for r in done:
-                metrics.JOBS_COMPLETED.labels(r.task).inc()
+                _task_metrics(r.task)[2].inc()
         if failed:
             await self._fetch(
                 "fail_jobs",
@@ -432,6 +433,13 @@ class Worker:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", db._one_line(exc), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_metrics(task: str) -> tuple[Any, Any, Any]:
+    """A task's started, duration and completed metric children, looked up once (labels() takes a lock
+    and builds a key on every call; it was ~10 % of a batch-mode worker's CPU per job)."""
+    return metrics.JOBS_STARTED.labels(task), metrics.JOB_DURATION.labels(task), metrics.JOBS_COMPLETED.labels(task)
 
 
 def _describe(exc: BaseException) -> str:
