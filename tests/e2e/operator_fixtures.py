@@ -189,6 +189,8 @@ def operator_kubeconfig(
 class OperatorProcess:
     kubeconfig: Path
     log_path: Path
+    scope: tuple[str, ...] = ("--all-namespaces",)
+    """``--all-namespaces``, or ``--namespace NS`` pairs."""
     liveness_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -200,7 +202,7 @@ class OperatorProcess:
             sys.executable,
             "-m",
             "jobworker_operator",
-            "--all-namespaces",
+            *self.scope,
             "--bind-address",
             "127.0.0.1",
             "--liveness-port",

@@ -431,3 +431,30 @@ def test_operator_restart_adopts_children_without_churn(
     assert versions() == before
     pool = get(kubectl, namespace, "jwp", "adopt")
     assert condition(pool, "Ready")["status"] == "True"
+
+
+def test_a_namespaced_operator_leaves_other_namespaces_alone(
+    kubectl: Any, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    other = f"{namespace}-other"
+    kubectl("create", "namespace", other)
+    operator.stop()  # one operator at a time: the shared one watches every namespace
+    scoped = OperatorProcess(operator.kubeconfig, tmp_path / "scoped.log", scope=("--namespace", namespace))
+    try:
+        scoped.start()
+        kubectl("apply", "-f", "-", input=manifest(other, "outside", provider={"type": "noop"}))
+        ready_pool(kubectl, namespace, "inside", provider={"type": "noop"})
+        # Created after "outside": once this one is Ready, the operator has had its chance at "outside" too.
+        ready_pool(kubectl, namespace, "inside-later", provider={"type": "noop"})
+        assert not (get(kubectl, other, "jwp", "outside") or {}).get("status"), scoped.log_tail()
+    finally:
+        scoped.stop()
+        operator.start()
+    try:
+        wait_for(
+            "the all-namespaces operator to take the other namespace's pool",
+            lambda: condition(get(kubectl, other, "jwp", "outside"), "Ready").get("status") == "True",
+            timeout=TIMEOUT,
+        )
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false")
