@@ -337,7 +337,11 @@ class TestRenderServiceMonitor:
     def test_defaults(self) -> None:
         sm = render.render_service_monitor(pool())
         assert sm["apiVersion"] == "monitoring.coreos.com/v1"
-        assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics"}]
+        endpoint = sm["spec"]["endpoints"][0]
+        assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+        assert endpoint["relabelings"] == [
+            {"sourceLabels": ["__meta_kubernetes_pod_label_jobworker_dev_pool"], "targetLabel": "pool"}
+        ]
         assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "metrics"
 
 

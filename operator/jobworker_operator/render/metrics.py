@@ -31,6 +31,23 @@ def render_service_monitor(pool: Pool) -> dict[str, Any]:
         "spec": {
             "selector": {"matchLabels": names.selector_labels(pool.name, names.METRICS)},
             "namespaceSelector": {"matchNames": [pool.namespace]},
-            "endpoints": [{"port": "http", "path": "/metrics"}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    # The workers' own series carry no pool; the dashboard and alerts filter on it.
+                    "relabelings": [
+                        {
+                            "sourceLabels": [f"__meta_kubernetes_pod_label_{_prometheus_name(names.LABEL_POOL)}"],
+                            "targetLabel": "pool",
+                        },
+                    ],
+                }
+            ],
         },
     }
+
+
+def _prometheus_name(label: str) -> str:
+    """Prometheus' service discovery spells a Kubernetes label with every other character as ``_``."""
+    return "".join(c if c.isalnum() else "_" for c in label)
