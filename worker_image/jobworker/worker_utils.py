@@ -33,9 +33,13 @@ _CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+"""One encoder for every check: json.dumps(..., allow_nan=False) builds a new encoder per call."""
+
+
 def _json_payload(payload: Any, *, field: str = "payload") -> Json:
     try:
-        json.dumps(payload if payload is not None else {}, allow_nan=False)
+        _STRICT_JSON.encode(payload if payload is not None else {})
     except (TypeError, ValueError) as exc:
         raise errors.InvalidPayloadError(f"{field}: not JSON-serialisable: {exc}") from None
     return Json(payload if payload is not None else {})
@@ -97,20 +101,30 @@ def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> 
         for s in specs
     ]
     return {
-        "identifiers": [c["identifier"] for c in checked],
-        "payloads": [c["payload"] for c in checked],
-        "queue_names": [c["queue_name"] for c in checked],
-        "run_ats": [c["run_at"] for c in checked],
-        "max_attempts": [c["max_attempts"] for c in checked],
-        "job_keys": [c["job_key"] for c in checked],
-        "priorities": [c["priority"] for c in checked],
-        "flags": [Json(c["flags"]) if c["flags"] is not None else None for c in checked],
+        "specs": Json(
+            [
+                {
+                    "identifier": c["identifier"],
+                    "payload": c["payload"].obj,
+                    "queue_name": c["queue_name"],
+                    "run_at": c["run_at"].isoformat() if c["run_at"] is not None else None,
+                    "max_attempts": c["max_attempts"],
+                    "job_key": c["job_key"],
+                    "priority": c["priority"],
+                    "flags": c["flags"],
+                }
+                for c in checked
+            ]
+        ),
         "job_key_preserve_run_at": job_key_preserve_run_at,
     }
 
 
+_ADDED_FIELDS = tuple(f.name for f in fields(AddedJob))
+
+
 def _added(row: dict[str, Any]) -> AddedJob:
-    return AddedJob(**{f.name: row[f.name] for f in fields(AddedJob)})
+    return AddedJob(*[row[name] for name in _ADDED_FIELDS])
 
 
 def _job(row: dict[str, Any]) -> Job:

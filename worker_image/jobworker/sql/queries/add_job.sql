@@ -15,17 +15,12 @@ from (
   ) as j
 ) added
 -- name: add_jobs
--- Many jobs in one call to graphile's add_jobs; the specs travel as parallel arrays.
+-- Many jobs in one call to graphile's add_jobs; the specs travel as one JSON array of job_spec-shaped
+-- objects, turned into records in one pass, exactly as graphile-worker's addJobs sends them (rows come
+-- back in spec order, as Node relies on too).
 select j.id, j.revision, j.run_at, j.attempts, j.max_attempts, j.priority, j.key
 from __SCHEMA__.add_jobs(
-  (select array_agg(row(s.identifier, s.payload, s.queue_name, s.run_at, s.max_attempts, s.job_key,
-                        s.priority,
-                        (select array_agg(f) from json_array_elements_text(s.flags) f))::__SCHEMA__.job_spec
-                    order by s.ord)
-   from unnest(%(identifiers)s::text[], %(payloads)s::json[], %(queue_names)s::text[],
-               %(run_ats)s::timestamptz[], %(max_attempts)s::smallint[], %(job_keys)s::text[],
-               %(priorities)s::smallint[], %(flags)s::json[]) with ordinality
-     as s(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, ord)),
+  array(select json_populate_recordset(null::__SCHEMA__.job_spec, %(specs)s::json)),
   %(job_key_preserve_run_at)s::boolean
 ) j
 -- name: analyze_jobs
