@@ -58,6 +58,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument("--gil", action="store_true", help="only samples holding the GIL (CPU work, not waiting)")
     args = p.parse_args()
     pyspy = ensure_pyspy()
     system = "jobworker-batch" if args.variant == "batch" else "jobworker"
@@ -70,7 +71,8 @@ def main() -> None:
             argv = run.runner_argv(
                 system, "drain", url, jobs=args.jobs, concurrency=args.concurrency, extra=["--min-id", str(min_id)]
             )
-            spy = [str(pyspy), "record", "-r", str(args.rate), "-f", "raw", "-o", str(out), "--nonblocking", "--"]
+            spy = [str(pyspy), "record", "-r", str(args.rate), "-f", "raw", "-o", str(out), "--nonblocking"]
+            spy += ["--gil", "--"] if args.gil else ["--"]
             data, _, _ = run.one_trial(h.Runner([*spy, *argv], f"profile-{system}"), srv)
     print(f"{system} c={args.concurrency}: {args.jobs / data['steady_seconds']:,.0f} jobs/s under py-spy")
     print(summarize(out, args.top))

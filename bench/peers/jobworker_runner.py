@@ -24,6 +24,8 @@ def make_args() -> Any:
     p = common.parser("jobworker bench runner")
     p.add_argument("--uvloop", action="store_true")
     p.add_argument("--poll-interval", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="exploration only; make bench uses the default")
+    p.add_argument("--complete-delay", type=float, default=None, help="exploration only; make bench uses the default")
     return p.parse_args()
 
 
@@ -56,6 +58,10 @@ async def drain(args: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"concurrency": args.concurrency, "batch": args.variant == "batch"}
     if args.poll_interval:
         options["poll_interval"] = args.poll_interval
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    if args.complete_delay is not None:
+        options["complete_delay"] = args.complete_delay
     worker = Worker(registry, database_url=args.db, **options)
     side = await psycopg.AsyncConnection.connect(args.db, autocommit=True)
 
