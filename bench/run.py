@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -420,7 +421,8 @@ def main() -> None:
     systems = [s for s in SYSTEMS if s in args.systems.split(",")]
     families = {SYSTEMS[s][0] for s in systems}
     started = time.monotonic()
-    versions: dict[str, str] = {"jobworker": "worktree"}
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=h.ROOT)
+    versions: dict[str, str] = {"jobworker": f"worktree at {sha.stdout.strip() or '?'}"}
     if "graphile" in families:
         versions["graphile-worker"] = h.ensure_node()
     for family in ("pgqueuer", "procrastinate"):
