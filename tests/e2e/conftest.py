@@ -171,3 +171,17 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+# The operator fixtures live in one place for the whole directory: imported into each test module
+# instead, every module would get its own session-scoped operator, and two operators would fight.
+from operator_fixtures import (  # noqa: E402
+    jwp_crd,
+    operator,
+    operator_identity,
+    operator_kubeconfig,
+    pg_server,
+    pool_database,
+)
+
+__all__ = ["jwp_crd", "operator", "operator_identity", "operator_kubeconfig", "pg_server", "pool_database"]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_fixtures import *  # noqa: F403  (fixtures: jwp_crd, operator, pool_database, ...)
 from operator_fixtures import OperatorProcess, secret_manifest, wait_for
 from test_chart import _helm, _new_namespace
 

@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from operator_fixtures import *  # noqa: F403  (fixtures: jwp_crd, operator, pool_database, ...)
 from operator_fixtures import OperatorProcess, secret_manifest, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
