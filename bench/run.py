@@ -43,6 +43,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "pgqueuer": ("pgqueuer", "default"),
     "procrastinate": ("procrastinate", "default"),
 }
+GRAPHILE_LOCAL_QUEUE_SIZE = 500  # graphile_runner.mjs: localQueue {size: 500}
 ENQUEUE_SYSTEMS = ["jobworker", "graphile", "pgqueuer", "procrastinate"]
 
 
@@ -68,6 +69,9 @@ def runner_argv(system: str, mode: str, url: str, *, jobs: int, concurrency: int
     common = ["--db", url, "--mode", mode, "--jobs", str(jobs), "--concurrency", str(concurrency)]
     common += ["--variant", variant, *(extra or [])]
     if family == "jobworker":
+        if variant == "batch":
+            # The same local-queue size as graphile-worker's batched preset, so both over-claim alike.
+            common += ["--batch-size", str(GRAPHILE_LOCAL_QUEUE_SIZE)]
         return [str(h.MAIN_PY), str(h.PEERS / "jobworker_runner.py"), *common]
     if family == "graphile":
         return [h.NODE, str(h.PEERS / "graphile_runner.mjs"), *common]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from typing import Any
 
@@ -94,7 +95,6 @@ def test_dump_gives_the_json_form() -> None:
 
 
 def make_ctx(signal: AbortSignal | None = None) -> JobContext:
-    import logging
 
     return JobContext(
         job_id="1",
@@ -102,7 +102,6 @@ def make_ctx(signal: AbortSignal | None = None) -> JobContext:
         attempt=1,
         max_attempts=1,
         signal=signal or AbortSignal(),
-        logger=logging.LoggerAdapter(logging.getLogger("t"), {}),
     )
 
 
@@ -128,7 +127,7 @@ async def test_sync_handlers_run_in_a_worker_thread_and_async_ones_on_the_loop()
 def test_context_knows_its_last_attempt() -> None:
     ctx = make_ctx()
     assert ctx.is_last_attempt
-    assert not JobContext(**{**ctx.__dict__, "max_attempts": 2}).is_last_attempt
+    assert not dataclasses.replace(ctx, max_attempts=2).is_last_attempt
 
 
 async def test_abort_signal_wakes_async_and_thread_waiters_once() -> None:

@@ -182,7 +182,6 @@ class Receiver:
             attempt=attempt,
             max_attempts=max_attempts,
             signal=signal,
-            logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{name}"), {"job_id": message_id}),
             provider="qstash",
             job_key=headers.get(JOB_KEY_HEADER) or None,
         )

@@ -75,7 +75,7 @@ class AbortSignal:
         return self._flag.wait(timeout)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What a handler knows about the job it runs. The same under every provider."""
 
@@ -85,13 +85,18 @@ class JobContext:
     """1 on the first run."""
     max_attempts: int
     signal: AbortSignal
-    logger: logging.LoggerAdapter[logging.Logger]
+    """Fires when the worker shuts down (shared by every job of that worker)."""
     provider: str = "graphile"
     job_key: str | None = None
     run_at: datetime | None = None
     queue_name: str | None = None
     priority: int = 0
     flags: frozenset[str] = frozenset()
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """``jobworker.job.<job_name>``, with the job id in each record; built on use, not per job."""
+        return logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{self.job_name}"), {"job_id": self.job_id})
 
     @property
     def is_last_attempt(self) -> bool:

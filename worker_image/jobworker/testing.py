@@ -6,7 +6,6 @@ these helpers only call a handler the way a worker would, so a handler's logic c
 
 from __future__ import annotations
 
-import logging
 from typing import Any, TypeVar
 
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition
@@ -30,7 +29,6 @@ def make_context(
         attempt=attempt,
         max_attempts=fields.pop("max_attempts", job.max_attempts),
         signal=signal or AbortSignal(),
-        logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{job.name}"), {"job_id": job_id}),
         provider=provider,
         **fields,
     )

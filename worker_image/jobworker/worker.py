@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +70,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._forced = asyncio.Event()
-        self._running: dict[int, tuple[asyncio.Task[None], AbortSignal, str]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
+        # One signal for every job: it fires once, at shutdown, so a per-job Event would be pure overhead.
+        self._signal = AbortSignal()
+        self._refill: asyncio.Task[None] | None = None
+        metrics.JOBS_RUNNING.set_function(lambda: len(self._running))
         self._local: deque[dict[str, Any]] = deque()
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
@@ -141,8 +145,7 @@ class Worker:
         if self._stopping:
             force = True
         self._stopping = True
-        for _, signal, _ in self._running.values():
-            signal.fire("worker is shutting down")
+        self._signal.fire("worker is shutting down")
         if force:
             self._forced.set()
         self._wake.set()
@@ -185,19 +188,40 @@ class Worker:
 
     async def _fill(self, free: int) -> int:
         """Start up to ``free`` jobs: from the local queue in batch mode, else claimed in one statement."""
-        if self.settings.batch:
-            if len(self._local) < free:
-                want = self.settings.batch_size - len(self._local)
-                self._local.extend(await self._claim(want))
-            started = 0
-            while self._local and started < free:
-                self._start(self._local.popleft())
-                started += 1
-            return started
-        rows = await self._claim(free)
-        for row in rows:
-            self._start(row)
-        return len(rows)
+        if not self.settings.batch:
+            rows = await self._claim(free)
+            for row in rows:
+                self._start(row)
+            return len(rows)
+        if not self._local:
+            if self._refill is not None:
+                await self._refill
+            if not self._local:
+                await self._refill_local()
+        started = 0
+        while self._local and started < free:
+            self._start(self._local.popleft())
+            started += 1
+        if len(self._local) <= self.settings.batch_size // 2 and self._refill is None and not self._stopping:
+            # Claim the next batch while this one runs, so slots never wait on a claim round trip.
+            self._refill = asyncio.create_task(self._refill_ahead(), name="jobworker-refill")
+        return started
+
+    async def _refill_local(self) -> None:
+        want = self.settings.batch_size - len(self._local)
+        if want > 0:
+            self._local.extend(await self._claim(want))
+
+    async def _refill_ahead(self) -> None:
+        try:
+            before = len(self._local)
+            await self._refill_local()
+            if len(self._local) > before:
+                self._wake.set()
+        except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+            log.warning("claim failed (%s)", db._one_line(exc))
+        finally:
+            self._refill = None
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         if limit <= 0 or not self._task_ids:
@@ -215,25 +239,20 @@ class Worker:
 
     # -- running ----------------------------------------------------------------------------------
     def _start(self, row: dict[str, Any]) -> None:
-        signal = AbortSignal()
         task_name = row.get("task_identifier") or self._task_names.get(row["task_id"], f"<task {row['task_id']}>")
-        task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row['id']}")
-        self._running[row["id"]] = (task, signal, task_name)
-        metrics.JOBS_RUNNING.inc()
-        if self._stopping:
-            signal.fire("worker is shutting down")
+        task = asyncio.create_task(self._execute(row, task_name), name=f"jobworker-job-{row['id']}")
+        self._running[row["id"]] = task
 
-    async def _execute(self, row: dict[str, Any], task_name: str, signal: AbortSignal) -> None:
+    async def _execute(self, row: dict[str, Any], task_name: str) -> None:
         job_id = row["id"]
         result = _Result(job_id, task_name)
         started = time.perf_counter()
         try:
-            result = await self._invoke(row, task_name, signal)
+            result = await self._invoke(row, task_name, self._signal)
         except asyncio.CancelledError:
             result = _Result(job_id, task_name, returned=True)
         finally:
             self._running.pop(job_id, None)
-            metrics.JOBS_RUNNING.dec()
             _task_metrics(task_name)[1].observe(time.perf_counter() - started)
             self._processed += 1
             self._record(result)
@@ -260,7 +279,6 @@ class Worker:
             attempt=row["attempts"],
             max_attempts=row["max_attempts"],
             signal=signal,
-            logger=logging.LoggerAdapter(logging.getLogger(f"jobworker.job.{task_name}"), {"job_id": job_id}),
             job_key=row["key"],
             run_at=row["run_at"],
             queue_name=row.get("queue_name"),
@@ -327,8 +345,8 @@ class Worker:
         returned = [r for r in batch if r.returned]
         if done:
             await self._fetch("complete_jobs", {"job_ids": [r.job_id for r in done], "worker_id": self.worker_id})
-            for r in done:
-                _task_metrics(r.task)[2].inc()
+            for task, count in Counter(r.task for r in done).items():
+                _task_metrics(task)[2].inc(count)
         if failed:
             await self._fetch(
                 "fail_jobs",
@@ -360,19 +378,21 @@ class Worker:
     # -- shutdown ---------------------------------------------------------------------------------
     async def _shutdown(self) -> None:
         self._stopping = True
-        for _, signal, _ in list(self._running.values()):
-            signal.fire("worker is shutting down")
-        tasks = [t for t, _, _ in self._running.values()]
+        self._signal.fire("worker is shutting down")
+        if self._refill is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refill
+        tasks = list(self._running.values())
         if tasks:
             grace = asyncio.ensure_future(asyncio.wait(tasks, timeout=self.settings.graceful_shutdown))
             forced = asyncio.ensure_future(self._forced.wait())
             await asyncio.wait([grace, forced], return_when=asyncio.FIRST_COMPLETED)
             grace.cancel()
             forced.cancel()
-        for task, _, _ in list(self._running.values()):
+        for task in list(self._running.values()):
             task.cancel()  # a sync handler's thread cannot be interrupted; its job is returned all the same
         if self._running:
-            await asyncio.wait([t for t, _, _ in self._running.values()], timeout=1)
+            await asyncio.wait(list(self._running.values()), timeout=1)
         unstarted = [row["id"] for row in self._local]
         self._local.clear()
         deadline = time.monotonic() + (2 if self._forced.is_set() else 15)
