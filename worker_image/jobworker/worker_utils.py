@@ -45,6 +45,33 @@ def _json_payload(payload: Any, *, field: str = "payload") -> Json:
     return Json(payload if payload is not None else {})
 
 
+def _check_options(
+    task: str,
+    *,
+    queue_name: str | None,
+    run_at: datetime | None,
+    max_attempts: int | None,
+    job_key: str | None,
+    priority: int | None,
+    flags: Sequence[str] | None,
+) -> None:
+    """Validate every option before touching the database, so bad input leaves the queue untouched."""
+    jobs.validate_identifier(task, field="task")
+    if queue_name is not None:
+        jobs.validate_identifier(queue_name, field="queue_name")
+    if max_attempts is not None:
+        jobs.validate_max_attempts(max_attempts)
+    if priority is not None:
+        jobs.validate_priority(priority)
+    if job_key is not None:
+        jobs.validate_job_key(job_key)
+    if run_at is not None and run_at.tzinfo is None:
+        raise errors.ConfigurationError("run_at: must be timezone-aware (for example datetime.now(UTC))")
+    if flags is not None:
+        if isinstance(flags, str) or not all(isinstance(f, str) and f for f in flags):
+            raise errors.ConfigurationError("flags: must be a list of non-empty strings")
+
+
 def add_job_params(
     task: str,
     payload: Any = None,
@@ -57,22 +84,16 @@ def add_job_params(
     priority: int | None = None,
     flags: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Validate every option before touching the database, so bad input leaves the queue untouched."""
-    jobs.validate_identifier(task, field="task")
-    if queue_name is not None:
-        jobs.validate_identifier(queue_name, field="queue_name")
-    if max_attempts is not None:
-        jobs.validate_max_attempts(max_attempts)
-    if priority is not None:
-        jobs.validate_priority(priority)
-    if job_key is not None:
-        jobs.validate_job_key(job_key)
+    _check_options(
+        task,
+        queue_name=queue_name,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        job_key=job_key,
+        priority=priority,
+        flags=flags,
+    )
     mode = jobs.validate_job_key_mode(job_key_mode) if job_key_mode is not None else jobs.JobKeyMode.REPLACE
-    if run_at is not None and run_at.tzinfo is None:
-        raise errors.ConfigurationError("run_at: must be timezone-aware (for example datetime.now(UTC))")
-    if flags is not None:
-        if isinstance(flags, str) or not all(isinstance(f, str) and f for f in flags):
-            raise errors.ConfigurationError("flags: must be a list of non-empty strings")
     return {
         "identifier": task,
         "payload": _json_payload(payload),
@@ -87,10 +108,11 @@ def add_job_params(
 
 
 def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> dict[str, Any]:
-    checked = [
-        add_job_params(
+    """The specs as one JSON array, encoded once (the payloads are checked by that same encoding)."""
+    items = []
+    for s in specs:
+        _check_options(
             s.task,
-            s.payload,
             queue_name=s.queue_name,
             run_at=s.run_at,
             max_attempts=s.max_attempts,
@@ -98,26 +120,25 @@ def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> 
             priority=s.priority,
             flags=s.flags,
         )
-        for s in specs
-    ]
-    return {
-        "specs": Json(
-            [
-                {
-                    "identifier": c["identifier"],
-                    "payload": c["payload"].obj,
-                    "queue_name": c["queue_name"],
-                    "run_at": c["run_at"].isoformat() if c["run_at"] is not None else None,
-                    "max_attempts": c["max_attempts"],
-                    "job_key": c["job_key"],
-                    "priority": c["priority"],
-                    "flags": c["flags"],
-                }
-                for c in checked
-            ]
-        ),
-        "job_key_preserve_run_at": job_key_preserve_run_at,
-    }
+        items.append(
+            {
+                "identifier": s.task,
+                "payload": s.payload if s.payload is not None else {},
+                "queue_name": s.queue_name,
+                "run_at": s.run_at.isoformat() if s.run_at is not None else None,
+                "max_attempts": s.max_attempts,
+                "job_key": s.job_key,
+                "priority": s.priority,
+                "flags": list(s.flags) if s.flags is not None else None,
+            }
+        )
+    try:
+        encoded = _STRICT_JSON.encode(items)
+    except (TypeError, ValueError):
+        for i, s in enumerate(specs):  # name the spec that cannot be encoded
+            _json_payload(s.payload, field=f"specs[{i}].payload")
+        raise
+    return {"specs": encoded, "job_key_preserve_run_at": job_key_preserve_run_at}
 
 
 _ADDED_FIELDS = tuple(f.name for f in fields(AddedJob))
