@@ -8,14 +8,14 @@ re-apply of identical content is a no-op in the API server, so restarts adopt ch
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-import os
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+import aiohttp
+import kopf
 
 from jobworker_operator import names
 
@@ -42,8 +42,11 @@ LISTED_KINDS = (
     ("batch/v1", "CronJob"),
     ("batch/v1", "Job"),
 )
-_JSON = {200: "object", 201: "object", 202: "object"}
 TIMEOUT = 30
+USER_AGENT = "jobworker-operator"
+# Concurrent connections to the API server; more requests wait for a free one. Every TLS connection
+# costs ~320 KiB (asyncio's SSL buffer is 256 KiB), so 100 pools reconciling at once must not open 100.
+CONNECTIONS = 8
 
 
 class ApiError(Exception):
@@ -79,21 +82,48 @@ def version_of(obj: Obj) -> str:
     return f"g{meta['generation']}" if meta.get("generation") else f"r{meta.get('resourceVersion', '')}"
 
 
+def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """The credentials kopf logs in with (see handlers.login): in-cluster token first, then KUBECONFIG."""
+    settings = settings or kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no ServiceAccount token and no kubeconfig (KUBECONFIG or ~/.kube/config)")
+    return info
+
+
 class Api:
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.client = api_client
+    """A thin JSON client on aiohttp for the handful of calls the operator makes (no generated models)."""
+
+    def __init__(self, info: kopf.ConnectionInfo, settings: kopf.OperatorSettings | None = None) -> None:
+        self.settings = settings
+        self.server = info.server.rstrip("/")
+        self.headers = info.as_http_headers()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=CONNECTIONS),
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            proxy=info.proxy_url,
+            trust_env=info.trust_env,
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+        )
         self.applied: dict[str, str] = {}  # uid -> version_of() right after our last apply
+        self._relogin = asyncio.Lock()
 
     @classmethod
-    async def connect(cls) -> Api:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config()
-        return cls(client.ApiClient())
+    async def connect(cls, settings: kopf.OperatorSettings | None = None) -> Api:
+        return cls(login(settings), settings)
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.session.close()
+
+    async def _refresh_credentials(self, sent: dict[str, str]) -> None:
+        """After a 401: read the token again (a rotated ServiceAccount token, a rewritten kubeconfig)."""
+        async with self._relogin:
+            if self.headers is not sent:
+                return  # refreshed meanwhile by a concurrent call
+            try:
+                self.headers = login(self.settings).as_http_headers()
+            except Exception as exc:  # the retry then fails with the 401 it got
+                log.warning("cannot refresh the Kubernetes credentials: %s", exc)
 
     async def call(
         self,
@@ -104,23 +134,29 @@ class Api:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Obj:
-        try:
-            result = await self.client.call_api(
-                url,
-                method,
-                query_params=query or [],
-                body=body,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                response_types_map=_JSON,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=TIMEOUT,
-            )
-        except ApiException as exc:
-            raise ApiError(exc.status or 0, _message(exc)) from exc
-        except OSError as exc:
-            raise ApiError(0, f"{method} {url}: {exc}") from exc
-        return dict(result or {})
+        data = None if body is None else json.dumps(body)
+        for attempt in range(2):
+            headers = self.headers
+            try:
+                async with self.session.request(
+                    method,
+                    self.server + url,
+                    params=query,
+                    data=data,
+                    headers={**headers, "Content-Type": content_type},
+                ) as resp:
+                    raw = await resp.read()
+                    status, reason = resp.status, resp.reason
+            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+                raise ApiError(0, f"{method} {url}: {exc or type(exc).__name__}") from exc
+            if status == 401 and attempt == 0:
+                await self._refresh_credentials(headers)
+                continue
+            if not 200 <= status <= 299:
+                raise ApiError(status, _message(raw, status, reason))
+            break
+        result = json.loads(raw) if raw else {}
+        return dict(result) if isinstance(result, dict) else {}
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         try:
@@ -180,11 +216,11 @@ class Api:
         return base64.b64decode(raw).decode()
 
 
-def _message(exc: ApiException) -> str:
+def _message(raw: bytes, status: int, reason: str | None) -> str:
     try:
-        return str(json.loads(exc.body or "")["message"])
+        return str(json.loads(raw)["message"])
     except (TypeError, ValueError, KeyError):
-        return f"{exc.status} {exc.reason}"
+        return f"{status} {reason}"
 
 
 async def live_children(api: Api, namespace: str, pool: str) -> dict[Key, Obj]:
@@ -246,6 +282,7 @@ async def prune(api: Api, live: dict[Key, Obj], keep: set[Key], namespace: str, 
         if (kind, name) not in keep:
             log.info("deleting %s %s/%s: no longer part of the pool", kind, namespace, name)
             await api.delete(obj["apiVersion"], kind, namespace, name)
+            api.applied.pop(obj.get("metadata", {}).get("uid", ""), None)
     if monitor is not None:
         # No list verb on ServiceMonitors: delete by name; a missing CRD or object is a 404.
         await api.delete("monitoring.coreos.com/v1", "ServiceMonitor", namespace, monitor)
