@@ -50,7 +50,11 @@ class Runtime:
                 raise
 
     def forget(self, namespace: str, name: str) -> None:
-        self.stats_problem.pop((namespace, name), None)
+        key = (namespace, name)
+        self.stats_problem.pop(key, None)
+        lock = self.locks.get(key)
+        if lock is not None and not lock.locked() and key not in self.pending:
+            del self.locks[key]  # not while a pass holds or awaits it
         metrics.forget(namespace, name)
 
 

@@ -187,3 +187,12 @@ async def test_a_second_pass_applies_nothing() -> None:
     versions = {k: o["metadata"]["resourceVersion"] for k, o in api.objects.items() if k[0] != names.KIND}
     await rt.trigger("ns", "pool")
     assert versions == {k: o["metadata"]["resourceVersion"] for k, o in api.objects.items() if k[0] != names.KIND}
+
+
+async def test_forget_drops_the_pools_lock() -> None:
+    api = FakeApi(body(name="pool", migration={"enabled": False}))
+    rt = reconcile.Runtime(api=api, reader=stats_reader)
+    await rt.trigger("ns", "pool")
+    assert ("ns", "pool") in rt.locks
+    rt.forget("ns", "pool")
+    assert rt.locks == {}
