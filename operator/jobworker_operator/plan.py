@@ -76,6 +76,7 @@ class MigrationStep:
     rollout: bool = False  # children may be applied with the pool's current image
     create_job: Literal["normal", "breaking"] | None = None
     drain: bool = False  # scale old workers (and scheduler) to zero
+    restore: bool = False  # give the old (drained) workers and scheduler their replicas back
     drain_started_at: datetime | None = None
     reason: str = ""
     message: str = ""
@@ -171,7 +172,10 @@ def _breaking_step(pool: Pool, breaking: JobState, done: MigrationStep) -> Migra
         return MigrationStep("Draining", drain=True, reason="BreakingMigration", message=f"{name} is running")
     # The failed breaking migration left the schema where it was, so the old workers come back.
     return MigrationStep(
-        "Failed", reason=breaking.reason or "MigrationFailed", message=f"{name} failed: {breaking.message}"
+        "Failed",
+        restore=True,
+        reason=breaking.reason or "MigrationFailed",
+        message=f"{name} failed: {breaking.message}",
     )
 
 

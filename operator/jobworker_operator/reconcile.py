@@ -75,6 +75,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
     step, migration_status = await _migrate(rt.api, pool, prior, reading, now)
     extra["migration"] = migration_status
     replicas = plan.worker_replicas(pool, _autoscale(pool, prior, reading, now, extra))
+    if step.restore:
+        await _restore_replicas(rt.api, pool, replicas)
 
     live = await apply.live_children(rt.api, namespace, pool.name)
     problems = [p for p in [rt.stats_problem.get((namespace, name))] if p]
@@ -171,6 +173,18 @@ async def _scale_to_zero(api: Api, pool: Pool) -> None:
         if live is not None and live.get("spec", {}).get("replicas") != 0:
             log.info("pool %s/%s: scaling %s to 0 for a breaking migration", pool.namespace, pool.name, dep)
             await api.merge_patch("apps/v1", "Deployment", pool.namespace, dep, {"spec": {"replicas": 0}})
+
+
+async def _restore_replicas(api: Api, pool: Pool, worker_replicas: int) -> None:
+    """Undo ``_scale_to_zero`` after a failed breaking migration: replicas only, the old image stays."""
+    wanted = {names.worker_deployment(pool.name): worker_replicas}
+    if pool.scheduler.enabled:
+        wanted[names.scheduler_deployment(pool.name)] = pool.scheduler.replicas
+    for dep, count in wanted.items():
+        live = await api.get("apps/v1", "Deployment", pool.namespace, dep)
+        if live is not None and live.get("spec", {}).get("replicas") != count:
+            log.info("pool %s/%s: restoring %s to %d replicas", pool.namespace, pool.name, dep, count)
+            await api.merge_patch("apps/v1", "Deployment", pool.namespace, dep, {"spec": {"replicas": count}})
 
 
 def _autoscale(

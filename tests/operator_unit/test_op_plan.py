@@ -153,7 +153,7 @@ class TestBreakingMigration:
 
     def test_breaking_failure_restores_old_workers(self) -> None:
         s = step(normal=BREAKING, breaking=JobState("failed", "BackoffLimitExceeded", "boom"))
-        assert (s.phase, s.drain, s.rollout) == ("Failed", False, False)
+        assert (s.phase, s.drain, s.rollout, s.restore) == ("Failed", False, False, True)
 
 
 AUTO = Autoscaling(max_replicas=5, min_replicas=1, target_jobs_per_replica=10, scale_down_delay_seconds=60)

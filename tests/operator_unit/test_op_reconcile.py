@@ -196,3 +196,39 @@ async def test_forget_drops_the_pools_lock() -> None:
     assert ("ns", "pool") in rt.locks
     rt.forget("ns", "pool")
     assert rt.locks == {}
+
+
+async def test_failed_breaking_migration_brings_the_old_workers_back(monkeypatch: Any) -> None:
+    monkeypatch.setattr("jobworker_operator.queue_stats.schema_version", _schema_version)
+    api = FakeApi(body(name="pool", workers={"replicas": 2}))
+    rt = reconcile.Runtime(api=api, reader=stats_reader)
+
+    async def run() -> None:
+        await rt.trigger("ns", "pool")
+
+    await run()
+    (first_job,) = api.jobs()
+    api.finish(first_job)
+    await run()
+    assert api.deployment("pool-worker")["spec"]["replicas"] == 2
+    assert api.deployment("pool-scheduler")["spec"]["replicas"] == 1
+
+    api.pool()["spec"]["image"] = "registry.example/app:2.0"
+    api.pool()["metadata"]["generation"] += 1
+    await run()
+    second_job = next(j for j in api.jobs() if j != first_job)
+    api.finish(second_job, "Failed", "PodFailurePolicy", "Container migrate failed with exit code 3 matching rule")
+    await run()  # drain
+    await run()  # locked == 0: migrate --allow-breaking
+    breaking = next(j for j in api.jobs() if j.endswith("-b"))
+    assert api.deployment("pool-worker")["spec"]["replicas"] == 0
+    api.finish(breaking, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    await run()
+
+    # The schema stayed where it was: the old image comes back at its replica count, not the new one.
+    worker, scheduler = api.deployment("pool-worker"), api.deployment("pool-scheduler")
+    assert worker["spec"]["replicas"] == 2
+    assert scheduler["spec"]["replicas"] == 1
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
+    assert api.pool()["status"]["migration"]["phase"] == "Failed"
+    assert conditions(api)["Degraded"] == "True"
