@@ -210,6 +210,9 @@ def autoscale(
         keep = current if current is not None else autoscaling.min_replicas
         return AutoscaleDecision(max(autoscaling.min_replicas, min(autoscaling.max_replicas, keep)), below_since)
     desired = desired_replicas(ready_jobs, autoscaling)
+    if current is not None:
+        # A lowered maxReplicas (or raised minReplicas) applies at once; only the queue waits for the delay.
+        current = max(autoscaling.min_replicas, min(autoscaling.max_replicas, current))
     if current is None or desired >= current:
         return AutoscaleDecision(desired, None)
     since = below_since or now

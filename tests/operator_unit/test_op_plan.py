@@ -185,6 +185,13 @@ class TestAutoscale:
         d = plan.autoscale(AUTO, current=4, ready_jobs=0, below_since=NOW, now=NOW + timedelta(seconds=60))
         assert (d.replicas, d.below_since) == (1, None)
 
+    def test_lowered_max_applies_at_once(self) -> None:
+        # maxReplicas lowered from 8 to 5 while 8 run: the result is clamped, not held for the delay.
+        d = plan.autoscale(AUTO, current=8, ready_jobs=1000, below_since=None, now=NOW)
+        assert (d.replicas, d.below_since) == (5, None)
+        d = plan.autoscale(AUTO, current=8, ready_jobs=0, below_since=None, now=NOW)
+        assert (d.replicas, d.below_since) == (5, NOW)
+
     def test_no_reading_keeps_current(self) -> None:
         assert plan.autoscale(AUTO, current=3, ready_jobs=None, below_since=None, now=NOW).replicas == 3
         assert plan.autoscale(AUTO, current=None, ready_jobs=None, below_since=None, now=NOW).replicas == 1
