@@ -268,3 +268,28 @@ async def test_a_failing_job_does_not_stop_the_others(utils: WorkerUtils, db_url
     assert await make_worker(db_url, mixed, concurrency=3).run_once() == 5
     assert sorted(ok) == [0, 1, 3, 4]
     assert await job_count(db_url) == 1
+
+
+class Picky(pydantic.BaseModel):
+    n: int
+
+    @pydantic.field_validator("n")
+    @classmethod
+    def check(cls, value: int) -> int:
+        raise TypeError("validator bug")  # pydantic turns only ValueError/AssertionError into ValidationError
+
+
+async def test_a_validator_raising_an_unexpected_error_fails_the_job_instead_of_completing_it(
+    utils: WorkerUtils, db_url: str
+) -> None:
+    @define_job("picky", payload=Picky)
+    async def picky(payload: Picky, ctx: JobContext) -> None:
+        raise AssertionError("the handler must not run")
+
+    job = await utils.add_job("picky", {"n": 1}, max_attempts=3)
+    assert await make_worker(db_url, picky).run_once() == 1
+
+    row = await job_row(db_url, job.id)
+    assert row is not None, "the job was deleted as if it had succeeded"
+    assert row["last_error"] == "TypeError: validator bug"
+    assert (row["attempts"], row["locked_at"]) == (1, None)

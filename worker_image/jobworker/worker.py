@@ -245,12 +245,17 @@ class Worker:
 
     async def _execute(self, row: dict[str, Any], task_name: str) -> None:
         job_id = row["id"]
-        result = _Result(job_id, task_name)
+        # Until _invoke returns, the job has not succeeded: a BaseException escaping it hands the job back.
+        result = _Result(job_id, task_name, returned=True)
         started = time.perf_counter()
         try:
             result = await self._invoke(row, task_name, self._signal)
         except asyncio.CancelledError:
             result = _Result(job_id, task_name, returned=True)
+        except Exception as exc:
+            # Raised outside the handler (e.g. a payload validator raising TypeError): a failure, never a success.
+            log.warning("job %s (%s) failed: %s", job_id, task_name, _describe(exc))
+            result = _Result(job_id, task_name, error=_describe(exc))
         finally:
             self._running.pop(job_id, None)
             _task_metrics(task_name)[1].observe(time.perf_counter() - started)
