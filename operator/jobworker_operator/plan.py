@@ -126,7 +126,7 @@ def migration_step(
     if normal.phase == "succeeded":
         return done
     if normal.exit_code == EXIT_BREAKING_PENDING:
-        return _drain_step(pool, locked_jobs=locked_jobs, started=drain_started_at or now, now=now)
+        return _drain_step(pool, locked_jobs=locked_jobs, started=drain_started_at, now=now)
     if normal.exit_code == EXIT_SCHEMA_TOO_NEW:
         return MigrationStep(
             "Failed",
@@ -140,11 +140,14 @@ def migration_step(
     )
 
 
-def _drain_step(pool: Pool, *, locked_jobs: int | None, started: datetime, now: datetime) -> MigrationStep:
+def _drain_step(pool: Pool, *, locked_jobs: int | None, started: datetime | None, now: datetime) -> MigrationStep:
+    # A reading from the pass that starts the drain was taken while the old workers still ran: not drained.
+    drained = locked_jobs == 0 and started is not None
+    started = started or now
     waited = (now - started).total_seconds()
     timeout = pool.migration.drain_timeout_seconds
-    if locked_jobs == 0 or waited >= timeout:
-        why = "no jobs are locked" if locked_jobs == 0 else f"drain timed out after {timeout}s"
+    if drained or waited >= timeout:
+        why = "no jobs are locked" if drained else f"drain timed out after {timeout}s"
         return MigrationStep(
             "Draining",
             create_job="breaking",

@@ -133,6 +133,11 @@ class TestBreakingMigration:
         s = step(normal=BREAKING, locked_jobs=0, drain_started_at=NOW - timedelta(seconds=5))
         assert (s.create_job, s.drain) == ("breaking", True)
 
+    def test_locked_zero_before_the_scale_down_does_not_count(self) -> None:
+        # The reading of the pass that first sees exit 3 was taken while the old workers still ran.
+        s = step(normal=BREAKING, locked_jobs=0, drain_started_at=None)
+        assert (s.create_job, s.drain, s.drain_started_at) == (None, True, NOW)
+
     def test_timeout_runs_breaking_migration(self) -> None:
         s = step(normal=BREAKING, locked_jobs=2, drain_started_at=NOW - timedelta(seconds=300))
         assert s.create_job == "breaking"
