@@ -106,3 +106,24 @@ def test_serve_needs_its_qstash_settings_and_then_serves_health(db_url: str) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_worker_on_a_schema_without_jobworkers_migration_fails_in_one_line(db_url: str) -> None:
+    """graphile-worker's own `--schema-only` installs migrations 1..19 but not jobworker's heartbeat table."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop table graphile_worker.jobworker_migrations")
+        conn.execute("drop function graphile_worker.worker_heartbeat(text, jsonb)")
+    result = subprocess.run(
+        [sys.executable, "-m", "jobworker", "worker", "--tasks", "examples.tasks", "--once"],
+        env=_env(db_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "jobworker migrate" in errors[0], result.stderr

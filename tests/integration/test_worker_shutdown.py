@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
+from jobworker.errors import DatabaseError
 from jobworker.jobs import JobContext, define_job
 from jobworker.worker_utils import WorkerUtils
 from tests.integration.runtime import eventually, fetch, job_row, job_rows, make_worker, running, wait_event
@@ -223,3 +225,16 @@ async def test_run_once_returns_how_many_jobs_ran(utils: WorkerUtils, db_url: st
     assert await worker.run_once() == 3
     assert await make_worker(db_url, counted).run_once() == 0, "the failed job waits for its backoff"
     assert await workers_rows(db_url) == []
+
+
+async def test_a_failed_start_raises_one_database_error_and_closes_the_pool(db_url: str) -> None:
+    await fetch(db_url, "drop function graphile_worker.worker_heartbeat(text, jsonb)")
+
+    @define_job("never_runs", payload=dict)
+    async def never_runs(payload: dict[str, Any], ctx: JobContext) -> None:
+        raise AssertionError("no job was added")
+
+    worker = make_worker(db_url, never_runs)
+    with pytest.raises(DatabaseError, match="jobworker migrate"):
+        await worker.run()
+    assert worker._pool is not None and worker._pool.closed, "the connection pool was left open"

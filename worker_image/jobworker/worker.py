@@ -99,13 +99,18 @@ class Worker:
             open=False,
             reconnect_timeout=0,
         )
-        with db.wrap_exceptions():
-            await self._pool.open(wait=True, timeout=30)
-        names = [job.name for job in self.registry]
-        rows = await self._fetch("register_tasks", {"identifiers": names})
-        self._task_ids = {r["identifier"]: r["id"] for r in rows}
-        self._task_names = {v: k for k, v in self._task_ids.items()}
-        await self._heartbeat()
+        try:
+            with db.wrap_exceptions():
+                await self._pool.open(wait=True, timeout=30)
+                names = [job.name for job in self.registry]
+                rows = await self._fetch("register_tasks", {"identifiers": names})
+                self._task_ids = {r["identifier"]: r["id"] for r in rows}
+                self._task_names = {v: k for k, v in self._task_ids.items()}
+                await self._heartbeat()
+        except BaseException:
+            # run() never reaches its shutdown when start-up fails: close the pool here, or it leaks.
+            await self._pool.close()
+            raise
         self._finisher = asyncio.create_task(self._finish_loop(), name="jobworker-finisher")
 
     async def _fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
