@@ -137,6 +137,14 @@ def test_long_pool_name_is_rejected(kubectl: Any, jwp_crd: str, namespace: str) 
     assert "at most 40 characters" in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["my.pool", "1pool"])
+def test_pool_name_must_be_a_dns_label(kubectl: Any, jwp_crd: str, namespace: str, name: str) -> None:
+    # Children such as <pool>-metrics are Services, whose names must be DNS-1035 labels.
+    proc = kubectl("apply", "--dry-run=server", "-f", "-", input=manifest(namespace, name), check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "must start with a lowercase letter" in proc.stderr
+
+
 def test_examples_are_valid(kubectl: Any, jwp_crd: str, namespace: str) -> None:
     for path in sorted((REPO_ROOT / "examples").glob("pool*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
