@@ -35,7 +35,13 @@ class Runtime:
             self.pending[key] = self.pending[key] or refresh_stats
             return
         self.pending[key] = refresh_stats
-        async with self.locks.setdefault(key, asyncio.Lock()):
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        try:
+            await lock.acquire()
+        except asyncio.CancelledError:
+            self.pending.pop(key, None)  # else every later trigger joins this pass, which never runs
+            raise
+        try:
             refresh = self.pending.pop(key)
             metrics.RECONCILE.labels(namespace, name).inc()
             try:
@@ -48,6 +54,8 @@ class Runtime:
             except Exception:
                 metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
                 raise
+        finally:
+            lock.release()
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)

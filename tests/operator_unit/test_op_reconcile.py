@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from helpers import body
 
 from jobworker_operator import apply, names, reconcile
@@ -232,3 +234,20 @@ async def test_failed_breaking_migration_brings_the_old_workers_back(monkeypatch
     assert worker["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
     assert api.pool()["status"]["migration"]["phase"] == "Failed"
     assert conditions(api)["Degraded"] == "True"
+
+
+async def test_a_trigger_cancelled_while_waiting_does_not_block_later_ones() -> None:
+    # kopf cancels a handler that waits for the pool's lock (a deleted pool's timer, shutdown): the pass it
+    # had queued must not stay "pending" forever, or every later trigger only joins a pass that never runs.
+    api = FakeApi(body(name="pool", migration={"enabled": False}))
+    rt = reconcile.Runtime(api=api, reader=stats_reader)
+    lock = rt.locks.setdefault(("ns", "pool"), asyncio.Lock())
+    await lock.acquire()
+    waiting = asyncio.create_task(rt.trigger("ns", "pool"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    lock.release()
+    await rt.trigger("ns", "pool")
+    assert ("Deployment", "pool-worker") in api.objects
