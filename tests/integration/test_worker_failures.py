@@ -293,3 +293,23 @@ async def test_a_validator_raising_an_unexpected_error_fails_the_job_instead_of_
     assert row is not None, "the job was deleted as if it had succeeded"
     assert row["last_error"] == "TypeError: validator bug"
     assert (row["attempts"], row["locked_at"]) == (1, None)
+
+
+async def test_an_error_message_with_a_nul_byte_is_recorded_and_does_not_block_other_results(
+    utils: WorkerUtils, db_url: str
+) -> None:
+    @define_job("nul_error", payload=dict)
+    async def nul_error(payload: dict[str, Any], ctx: JobContext) -> None:
+        raise ValueError("bad byte \x00 in input")
+
+    @define_job("fine", payload=dict)
+    async def fine(payload: dict[str, Any], ctx: JobContext) -> None:
+        return None
+
+    bad = await utils.add_job("nul_error", max_attempts=5)
+    async with running(make_worker(db_url, nul_error, fine)):
+        row = await failed_attempts(db_url, bad.id, 1)
+        good = await utils.add_job("fine")
+        await eventually(lambda: job_row(db_url, good.id), lambda r: r is None, what="the other job completed")
+
+    assert row["last_error"] == "ValueError: bad byte \\x00 in input"

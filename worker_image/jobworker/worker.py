@@ -363,7 +363,8 @@ class Worker:
                 {
                     "worker_id": self.worker_id,
                     "job_ids": [r.job_id for r in failed],
-                    "messages": [r.error for r in failed],
+                    # PostgreSQL text cannot hold NUL: one such message would fail every retry of this batch.
+                    "messages": [(r.error or "").replace("\x00", "\\x00") for r in failed],
                     "payloads": [Json(r.payload) if r.payload is not None else None for r in failed],
                     "delays": [r.delay for r in failed],
                     "permanent": [r.permanent for r in failed],
