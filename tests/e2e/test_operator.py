@@ -118,6 +118,10 @@ BAD_SPECS = [
     ),
     ({"provider": {"type": "graphile"}}, "provider.graphile is required when provider.type is graphile"),
     ({"workers": {"concurrency": 0}}, "workers.concurrency must be at least 1"),
+    (
+        {"workers": {"env": [{"name": "DATABASE_URL", "value": "postgresql://elsewhere/db"}]}},
+        "workers.env must not set DATABASE_URL",
+    ),
     ({"workers": {"pollInterval": "2 seconds"}}, "must be a duration such as 500ms"),
     ({"sweep": {"sweepThreshold": "5x"}}, "must be a duration such as 500ms"),
 ]
