@@ -313,3 +313,25 @@ async def test_an_error_message_with_a_nul_byte_is_recorded_and_does_not_block_o
         await eventually(lambda: job_row(db_url, good.id), lambda r: r is None, what="the other job completed")
 
     assert row["last_error"] == "ValueError: bad byte \\x00 in input"
+
+
+async def test_an_error_message_with_a_lone_surrogate_is_recorded_and_the_finisher_survives(
+    utils: WorkerUtils, db_url: str
+) -> None:
+    name = b"report-\xff.csv".decode("utf-8", "surrogateescape")  # an undecodable file name, as os.listdir gives
+
+    @define_job("surrogate_error", payload=dict)
+    async def surrogate_error(payload: dict[str, Any], ctx: JobContext) -> None:
+        raise ValueError(f"cannot parse {name}")
+
+    @define_job("fine", payload=dict)
+    async def fine(payload: dict[str, Any], ctx: JobContext) -> None:
+        return None
+
+    bad = await utils.add_job("surrogate_error", max_attempts=5)
+    async with running(make_worker(db_url, surrogate_error, fine)):
+        row = await failed_attempts(db_url, bad.id, 1)
+        good = await utils.add_job("fine")
+        await eventually(lambda: job_row(db_url, good.id), lambda r: r is None, what="the other job completed")
+
+    assert row["last_error"] == "ValueError: cannot parse report-\\udcff.csv"

@@ -363,8 +363,7 @@ class Worker:
                 {
                     "worker_id": self.worker_id,
                     "job_ids": [r.job_id for r in failed],
-                    # PostgreSQL text cannot hold NUL: one such message would fail every retry of this batch.
-                    "messages": [(r.error or "").replace("\x00", "\\x00") for r in failed],
+                    "messages": [_storable(r.error or "") for r in failed],
                     "payloads": [Json(r.payload) if r.payload is not None else None for r in failed],
                     "delays": [r.delay for r in failed],
                     "permanent": [r.permanent for r in failed],
@@ -471,6 +470,12 @@ def _task_metrics(task: str) -> tuple[Any, Any, Any]:
     """A task's started, duration and completed metric children, looked up once (labels() takes a lock
     and builds a key on every call; it was ~10 % of a batch-mode worker's CPU per job)."""
     return metrics.JOBS_STARTED.labels(task), metrics.JOB_DURATION.labels(task), metrics.JOBS_COMPLETED.labels(task)
+
+
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: NUL and lone surrogates (surrogateescape-decoded bytes) escaped.
+    Either one made every write of the finisher's batch fail (a surrogate even killed the finisher)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _describe(exc: BaseException) -> str:
