@@ -127,3 +127,42 @@ def test_worker_on_a_schema_without_jobworkers_migration_fails_in_one_line(db_ur
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "jobworker migrate" in errors[0], result.stderr
+
+
+def test_a_port_in_use_is_one_line_error(db_url: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _env(
+            db_url,
+            QSTASH_CURRENT_SIGNING_KEY="sig_current",
+            QSTASH_NEXT_SIGNING_KEY="sig_next",
+            QSTASH_CALLBACK_URL="https://jobs.example.com",
+        )
+        for args in (
+            ["serve", "--tasks", "examples.tasks", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                "scheduler",
+                "--tasks",
+                "examples.tasks",
+                "--schedules",
+                "examples/schedules.yaml",
+                "--http-port",
+                f"{port}",
+            ],
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "jobworker", *args],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr, result.stderr
+            errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "address already in use" in errors[0], result.stderr

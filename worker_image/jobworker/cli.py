@@ -454,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _fail(exc, EXIT_USAGE)
     except errors.JobworkerError as exc:
         code = _fail(exc, EXIT_FAILED)
+    except OSError as exc:  # e.g. the --port or --http-port is in use
+        code = _fail(exc, EXIT_FAILED)
     _exit_past_stuck_threads(code)
     return code
 
