@@ -124,6 +124,26 @@ async def test_sync_handlers_run_in_a_worker_thread_and_async_ones_on_the_loop()
     assert seen["async"] == threading.get_ident() != seen["sync"]
 
 
+async def test_a_handler_returning_an_awaitable_is_awaited_on_the_loop() -> None:
+    """Handler allows any callable returning an Awaitable: a callable object with an async __call__,
+    or a plain function (a lambda) returning a coroutine. Its work must run, not be dropped unawaited."""
+    ran: list[str] = []
+
+    async def send(payload: dict[str, Any], ctx: JobContext) -> str:
+        ran.append(payload["via"])
+        return payload["via"]
+
+    class Handler:
+        async def __call__(self, payload: dict[str, Any], ctx: JobContext) -> str:
+            return await send(payload, ctx)
+
+    by_object = define_job("o", payload=dict, handler=Handler())
+    by_lambda = define_job("l", payload=dict, handler=lambda payload, ctx: send(payload, ctx))
+    assert await by_object.run({"via": "object"}, make_ctx()) == "object"
+    assert await by_lambda.run({"via": "lambda"}, make_ctx()) == "lambda"
+    assert ran == ["object", "lambda"]
+
+
 def test_context_knows_its_last_attempt() -> None:
     ctx = make_ctx()
     assert ctx.is_last_attempt

@@ -137,7 +137,10 @@ class JobDefinition(Generic[P]):
             # e.g. typing.TypedDict on Python < 3.12, where pydantic needs typing_extensions.TypedDict
             raise errors.ConfigurationError(f"job {self.name!r}: payload type {self.payload_type!r}: {exc}") from exc
         object.__setattr__(self, "_adapter", adapter)
-        object.__setattr__(self, "_is_async", inspect.iscoroutinefunction(self.handler))
+        is_async = inspect.iscoroutinefunction(self.handler) or (
+            not inspect.isroutine(self.handler) and inspect.iscoroutinefunction(getattr(self.handler, "__call__", None))  # noqa: B004
+        )
+        object.__setattr__(self, "_is_async", is_async)
 
     @property
     def is_async(self) -> bool:
@@ -161,7 +164,11 @@ class JobDefinition(Generic[P]):
         """Call the handler; sync handlers run in a thread so they never block the worker's loop."""
         if self._is_async:
             return await self.handler(payload, ctx)  # type: ignore[misc]
-        return await asyncio.to_thread(self.handler, payload, ctx)
+        result = await asyncio.to_thread(self.handler, payload, ctx)
+        if inspect.isawaitable(result):
+            # A plain function returning a coroutine (``lambda p, ctx: send(p)``): its work is still to do.
+            return await result
+        return result
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
