@@ -335,3 +335,19 @@ async def test_an_error_message_with_a_lone_surrogate_is_recorded_and_the_finish
         await eventually(lambda: job_row(db_url, good.id), lambda r: r is None, what="the other job completed")
 
     assert row["last_error"] == "ValueError: cannot parse report-\\udcff.csv"
+
+
+async def test_a_huge_retry_delay_is_capped_and_does_not_block_other_results(utils: WorkerUtils, db_url: str) -> None:
+    @define_job("far_future", payload=dict)
+    async def far_future(payload: dict[str, Any], ctx: JobContext) -> None:
+        if payload.get("huge"):
+            raise RetryJob(delay=timedelta(days=10**8))
+
+    await utils.add_job("far_future", {"huge": True})
+    await utils.add_job("far_future", {"huge": False})
+    assert await make_worker(db_url, far_future).run_once() == 2
+
+    [left] = await utils.list_jobs()
+    assert left.state == "scheduled" and left.locked_at is None
+    assert left.run_at > datetime.now(UTC) + timedelta(days=365 * 9)
+    assert "RetryJob" in (left.last_error or "")

@@ -32,6 +32,7 @@ from jobworker.settings import WorkerSettings
 
 log = logging.getLogger("jobworker.worker")
 CHANNEL = "jobs:insert"
+MAX_RETRY_DELAY_SECONDS = 10 * 365 * 86400
 
 
 @dataclass
@@ -300,7 +301,9 @@ class Worker:
         except errors.PermanentJobError as exc:
             return _Result(job_id, task_name, error=_describe(exc), permanent=True)
         except errors.RetryJob as exc:
-            return _Result(job_id, task_name, error=_describe(exc), delay=exc.delay.total_seconds())
+            # Capped so run_at stays a valid timestamp whatever delay the handler asks for.
+            delay = min(exc.delay.total_seconds(), MAX_RETRY_DELAY_SECONDS)
+            return _Result(job_id, task_name, error=_describe(exc), delay=delay)
         except Exception as exc:
             if signal.is_set() and self._stopping:
                 # The handler gave up because we asked it to: hand the job back, attempt unused.
@@ -337,6 +340,17 @@ class Worker:
                 backoff = 0.1
                 # A finished job may have freed its named queue: claim again now, not at the next poll.
                 self._wake.set()
+            except (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError) as exc:
+                # The statement itself was refused, so retrying the same batch would refuse it forever and
+                # hold back every later result: write the results one by one, and leave a result the
+                # database still refuses to the stale-worker sweep (its job stays locked to us).
+                log.warning(
+                    "could not record %d job results together (%s); writing them one by one",
+                    len(batch),
+                    db._one_line(exc),
+                )
+                await self._write_one_by_one(batch)
+                self._wake.set()
             except (psycopg.Error, errors.DatabaseError, OSError) as exc:
                 # Keep every result and try again: the jobs stay locked to us, so nobody runs them twice.
                 log.warning(
@@ -348,6 +362,22 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._writing = False
+
+    async def _write_one_by_one(self, batch: list[_Result]) -> None:
+        for position, result in enumerate(batch):
+            try:
+                await self._write_results([result])
+            except (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError) as exc:
+                log.error(
+                    "job %s: the database refused its result (%s); the stale-worker sweep will recover it",
+                    result.job_id,
+                    db._one_line(exc),
+                )
+            except (psycopg.Error, errors.DatabaseError, OSError):
+                # The connection went away mid-way: the rest goes back to the normal retry path.
+                self._results = batch[position:] + self._results
+                self._results_ready.set()
+                return
 
     async def _write_results(self, batch: list[_Result]) -> None:
         done = [r for r in batch if r.error is None and not r.returned]
