@@ -31,6 +31,7 @@ CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-jo
 _CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}  # graphile-worker's name
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
+_NOT_RETRIED = frozenset({"add_job", "add_jobs"})
 
 
 _STRICT_JSON = json.JSONEncoder(allow_nan=False)
@@ -178,14 +179,18 @@ class WorkerUtils:
 
     async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         async with self._lock:
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = await db.connect(self.database_url)
             with db.wrap_exceptions():
                 try:
                     cur = await self._conn.execute(self.q(name), params)
                 except psycopg.OperationalError:
-                    # One transparent reconnect: the server may have restarted since the last call.
                     await self._conn.close()
+                    if name in _NOT_RETRIED:
+                        # The insert may have committed before the connection dropped: a blind retry could
+                        # add the job twice, so the caller decides (the next call reconnects).
+                        raise
+                    # One transparent reconnect: the server may have restarted since the last call.
                     self._conn = await db.connect(self.database_url)
                     cur = await self._conn.execute(self.q(name), params)
                 return await cur.fetchall() if cur.description else []
