@@ -80,6 +80,7 @@ class Worker:
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
         self._writing = False
+        self._writes_done = 0
         self._background: list[asyncio.Task[None]] = []
         self._finisher: asyncio.Task[None] | None = None
         self._processed = 0
@@ -168,6 +169,7 @@ class Worker:
             self._wake.clear()
             free = self.settings.concurrency - len(self._running)
             claimed = 0
+            writes_before = self._writes_done
             if free > 0:
                 try:
                     claimed = await self._fill(free)
@@ -178,7 +180,9 @@ class Worker:
                     backoff = min(backoff * 2, 5.0)
                     continue
             if drain and not self._running and not self._local and claimed == 0:
-                if not (self._results or self._writing):
+                # Done only if no result landed during the claim: one may have freed a named queue whose
+                # next job the claim could not see yet.
+                if not (self._results or self._writing) and self._writes_done == writes_before:
                     return
                 # A result still being written may free a named queue whose next job is ready now.
             if claimed and claimed >= free:
@@ -337,6 +341,7 @@ class Worker:
             self._writing = True  # shutdown waits for this write, not only for the queue to empty
             try:
                 await self._write_results(batch)
+                self._writes_done += 1
                 backoff = 0.1
                 # A finished job may have freed its named queue: claim again now, not at the next poll.
                 self._wake.set()
@@ -350,6 +355,7 @@ class Worker:
                     db._one_line(exc),
                 )
                 await self._write_one_by_one(batch)
+                self._writes_done += 1
                 self._wake.set()
             except (psycopg.Error, errors.DatabaseError, OSError) as exc:
                 # Keep every result and try again: the jobs stay locked to us, so nobody runs them twice.
