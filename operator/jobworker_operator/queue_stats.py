@@ -53,7 +53,9 @@ async def schema_version(database_url: str, schema: str) -> int | None:
 
 def redact(text: str) -> str:
     """Strip passwords from anything that echoes a URL back (psycopg errors sometimes do)."""
-    return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+    text = re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+    # ?password=... in a URL, and password=... in a libpq key/value string (quoted or not)
+    return re.sub(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)", r"\1***", text)
 
 
 async def read(api: Api, pool: Pool, reader: Reader) -> Reading:
