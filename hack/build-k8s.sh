@@ -2,6 +2,8 @@
 # Build (once) the binaries for the local e2e control plane and print their directory.
 #
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes $K8S_VERSION)
+#   kubelet, kube-proxy                                      (the real node, same version)
+#   pause                                                    (the sandbox binary, from the module's C source)
 #   etcd (3.5), kwok, helm (3)
 #
 # Binaries are cached outside the repository in
@@ -25,11 +27,13 @@ export GOFLAGS="-mod=mod"
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 
+KUBE_BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 
 have_all() {
   local b
-  for b in kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm; do
+  for b in $KUBE_BINS etcd kwok helm pause; do
     [[ -x "$BIN_DIR/$b" ]] || return 1
   done
 }
@@ -69,8 +73,8 @@ build_kubernetes() {
   } >"$mod_dir/go.mod"
   log "$(grep -c '^replace' "$mod_dir/go.mod") staging modules replaced with $staging_version"
   : >"$mod_dir/go.sum"
-  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-    k8s.io/kubernetes/cmd/kube-scheduler)
+  local pkgs=() b
+  for b in $KUBE_BINS; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   # Pin every package to $K8S_VERSION: a bare `go get pkg` would upgrade to the newest release.
   (cd "$mod_dir" && "$GO" get "${pkgs[@]/%/@$K8S_VERSION}") >&2
   local ldflags="-s -w" pkg
@@ -78,8 +82,19 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler (cold: ~15-25 min)"
+  log "building $KUBE_BINS (cold: ~15-25 min)"
   (cd "$mod_dir" && "$GO" build -p 2 -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" "${pkgs[@]}") >&2
+}
+
+# The CRI sandbox ("pause") binary: its C source ships in the k8s.io/kubernetes module, so the sandbox
+# image is built here rather than pulled from a registry. Static, so the image needs no libc.
+build_pause() {
+  local dir
+  dir="$(GOFLAGS="" "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -f "$dir/build/pause/linux/pause.c" ]] || { log "no build/pause/linux/pause.c in $dir"; exit 1; }
+  log "compiling pause from k8s.io/kubernetes@$K8S_VERSION"
+  "${CC:-gcc}" -static -O2 -DVERSION="$K8S_VERSION" -o "$BIN_DIR/pause" "$dir/build/pause/linux/pause.c" >&2
 }
 
 build_etcd() {
@@ -117,10 +132,13 @@ build_helm() {
 }
 
 start=$SECONDS
-if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kube-controller-manager" ||
-  ! -x "$BIN_DIR/kube-scheduler" ]]; then
-  build_kubernetes
-fi
+for b in $KUBE_BINS; do
+  if [[ ! -x "$BIN_DIR/$b" ]]; then
+    build_kubernetes
+    break
+  fi
+done
+[[ -x "$BIN_DIR/pause" ]] || build_pause
 [[ -x "$BIN_DIR/etcd" ]] || build_etcd
 [[ -x "$BIN_DIR/kwok" ]] || build_kwok
 [[ -x "$BIN_DIR/helm" ]] || build_helm

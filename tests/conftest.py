@@ -13,6 +13,11 @@ for _name in list(os.environ):
         "JOBWORKER_NODE_CACHE",
         "JOBWORKER_K8S_VERSION",
         "JOBWORKER_UPDATE_SCHEMA",
+        "JOBWORKER_REQUIRE_KUBELET",
+        "JOBWORKER_REQUIRE_NODE_IMAGES",
+        "JOBWORKER_IMAGE_CACHE",
+        "JOBWORKER_REQUIRE_RUST",
+        "JOBWORKER_RUST_CACHE",
     ):
         del os.environ[_name]
 for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
