@@ -166,3 +166,29 @@ def test_a_port_in_use_is_one_line_error(db_url: str) -> None:
             assert "Traceback" not in result.stderr, result.stderr
             errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
             assert len(errors) == 1 and "address already in use" in errors[0], result.stderr
+
+
+def test_scheduler_without_schedules_stays_up_and_healthy(db_url: str, tmp_path: Path) -> None:
+    # The operator runs a scheduler for every pool by default: a pool whose tasks define no schedule
+    # must not crash-loop (it exited 2, so the pool never became Ready on a real node).
+    (tmp_path / "plain_tasks.py").write_text(
+        "from jobworker import JobContext, define_job\n\n"
+        "@define_job('plain', payload=dict)\n"
+        "def plain(payload: dict, ctx: JobContext) -> None:\n"
+        "    pass\n"
+    )
+    port = free_port()
+    proc = _start(
+        ["scheduler", "--tasks", "plain_tasks", "--http-port", str(port)],
+        _env(db_url, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}"),
+    )
+    try:
+        assert b"ok" in _wait_healthy(port, proc)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "no schedules" in proc.communicate()[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

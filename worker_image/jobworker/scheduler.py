@@ -237,8 +237,11 @@ def main(args: argparse.Namespace) -> int:
     path = getattr(args, "schedules", None) or os.environ.get("JOBWORKER_SCHEDULES")
     entries = collect_entries(registry, path)
     if not entries:
-        raise errors.ConfigurationError(
-            "no schedules: give define_job(..., schedule=...) in --tasks, or --schedules FILE (JOBWORKER_SCHEDULES)"
+        # Not an error: the operator runs a scheduler for every pool by default, and a pool whose tasks
+        # have no schedules yet must still become Ready instead of crash-looping.
+        log.warning(
+            "no schedules (define_job(..., schedule=...) in --tasks, or --schedules FILE / JOBWORKER_SCHEDULES): "
+            "idle until stopped"
         )
     scheduler = Scheduler(
         entries,
