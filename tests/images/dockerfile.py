@@ -31,6 +31,12 @@ class Stage:
 
 
 def parse(path: Path) -> list[Stage]:
+    return parse_with_args(path)[1]
+
+
+def parse_with_args(path: Path) -> tuple[dict[str, str | None], list[Stage]]:
+    """The global ARGs (declared before the first FROM, with their defaults) and the stages."""
+    global_args: dict[str, str | None] = {}
     stages: list[Stage] = []
     pending = ""
     start = 0
@@ -57,10 +63,21 @@ def parse(path: Path) -> list[Stage]:
             continue
         if not stages:
             if keyword == "ARG":
+                name, eq, default = value.partition("=")
+                global_args[name.strip()] = default.strip().strip('"') if eq else None
                 continue
             raise ValueError(f"{path}:{start}: {keyword} before the first FROM")
         stages[-1].instructions.append(Instruction(keyword, value, start))
-    return stages
+    return global_args, stages
+
+
+ARG_REFERENCE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
+
+
+def arg_reference(image: str) -> str | None:
+    """The ARG name of ``FROM ${NAME}`` / ``FROM $NAME``; None for a literal image."""
+    match = ARG_REFERENCE.match(image)
+    return (match.group("braced") or match.group("bare")) if match else None
 
 
 def exec_form(value: str) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.dockerfile import Stage, exec_form, is_pinned, parse
+from tests.images.dockerfile import Stage, arg_reference, exec_form, is_pinned, parse, parse_with_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = REPO_ROOT / "worker_image" / "Dockerfile"
@@ -58,14 +58,20 @@ def test_hadolint_passes() -> None:
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_bases_are_pinned(name: str) -> None:
-    stages = parse(DOCKERFILES[name])
+    """Every base is `ARG BASE_IMAGE` (hack/images.py passes a stand-in built from Debian packages), and its
+    default, what `docker build` uses, is pinned."""
+    global_args, stages = parse_with_args(DOCKERFILES[name])
     names = {s.name for s in stages if s.name}
     for stage in stages:
         if stage.base in names:
             continue
-        assert is_pinned(stage.base), (
-            f"{name}: FROM {stage.base} (line {stage.line}) needs an exact tag with a patch version or @sha256"
+        assert arg_reference(stage.base) == "BASE_IMAGE", (
+            f"{name}: FROM {stage.base} (line {stage.line}) should be FROM ${{BASE_IMAGE}}, so one build argument "
+            "replaces every base"
         )
+    default = global_args.get("BASE_IMAGE")
+    assert default, f"{name}: `ARG BASE_IMAGE=<image>` before the first FROM needs a default"
+    assert is_pinned(default), f"{name}: ARG BASE_IMAGE={default} needs an exact tag with a patch version or @sha256"
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
@@ -135,6 +141,13 @@ def test_copy_sources_exist_and_pass_dockerignore(name: str) -> None:
                 source = source.rstrip("/")
                 assert (REPO_ROOT / source).exists(), f"{name}: COPY {source} does not exist in the repo"
                 assert source in allowed, f"{name}: COPY {source} is excluded by .dockerignore"
+
+
+def test_arg_reference_rules() -> None:
+    assert arg_reference("${BASE_IMAGE}") == "BASE_IMAGE"
+    assert arg_reference("$BASE_IMAGE") == "BASE_IMAGE"
+    assert arg_reference("python:3.11.13-slim-bookworm") is None
+    assert arg_reference("${BASE_IMAGE}-slim") is None
 
 
 def test_is_pinned_rules() -> None:
