@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -47,11 +48,14 @@ HACK_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = HACK_DIR / "build-k8s.sh"
 STAGES_FILE = HACK_DIR / "kwok-stages.yaml"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm")
+NODE_BINARIES = ("kubelet", "kube-proxy", "pause")
 
 NODE_NAME = "kwok-node-0"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-POD_CIDR = "10.244.0.1/16"
+# kwok's fake pod IPs: the upper half of the cluster range, so they never collide with the real node's
+# pods (10.244.0.0/24, hack/node.py), and the real node's guard chain keeps them from leaving the host.
+POD_CIDR = "10.244.128.1/17"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STATE_FILE = "state.json"
 START_ATTEMPTS = 3
@@ -69,8 +73,24 @@ def default_bin_dir() -> Path:
     return cache_root() / K8S_VERSION / "bin"
 
 
-def missing_binaries(bin_dir: Path) -> list[str]:
-    return [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
+def missing_binaries(bin_dir: Path, *, real_node: bool = False) -> list[str]:
+    names = BINARIES + (NODE_BINARIES if real_node else ())
+    return [name for name in names if not os.access(bin_dir / name, os.X_OK)]
+
+
+def load_node_module() -> Any:
+    """hack/node.py (the real kubelet node), loaded by path like this module is by the tests."""
+    import importlib.util
+
+    name = "jobworker_hack_node"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HACK_DIR / "node.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_binaries(timeout: float = 3600, *, show_progress: bool = False) -> Path:
@@ -212,7 +232,7 @@ SERVING_DNS = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVING_IPS = ("127.0.0.1", "10.0.0.1")
+SERVING_IPS = ("127.0.0.1", "10.0.0.1", "10.244.0.1")  # loopback, the `kubernetes` Service, the node bridge
 
 
 def make_pki(directory: Path) -> Pki:
@@ -513,10 +533,24 @@ class Component:
 
 
 class LocalCluster:
-    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok on 127.0.0.1."""
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok on 127.0.0.1.
+
+    With ``real_node`` also a real kubelet node (hack/node.py): the API server then binds the node's bridge
+    address instead of 127.0.0.1, so that pods reach it through the ``kubernetes`` Service. ``taint_node``
+    keeps pods off the real node unless they tolerate ``jobworker.dev/node=real``; ``kwok_node=False``
+    registers no fake node, so every pod runs for real (``make cluster-up``).
+    """
 
     def __init__(
-        self, workdir: Path | str, bin_dir: Path | str | None = None, *, detach: bool = False, timeout: float = 180
+        self,
+        workdir: Path | str,
+        bin_dir: Path | str | None = None,
+        *,
+        detach: bool = False,
+        timeout: float = 180,
+        real_node: bool = False,
+        taint_node: bool = True,
+        kwok_node: bool = True,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.bin_dir = (Path(bin_dir) if bin_dir is not None else default_bin_dir()).resolve()
@@ -528,6 +562,11 @@ class LocalCluster:
         self.components: list[Component] = []
         self.server = ""
         self.ports: dict[str, int] = {}
+        self.real_node = real_node
+        self.taint_node = taint_node
+        self.kwok_node = kwok_node
+        self.node: Any = None  # hack/node.py RealNode while running
+        self.bind_address = "127.0.0.1"
 
     # --------------------------------------------------------------------------------- lifecycle
 
@@ -538,7 +577,7 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> LocalCluster:
-        missing = missing_binaries(self.bin_dir)
+        missing = missing_binaries(self.bin_dir, real_node=self.real_node)
         if missing:
             raise ClusterError(f"missing binaries in {self.bin_dir}: {', '.join(missing)} (run hack/build-k8s.sh)")
         self._refuse_if_running()
@@ -562,7 +601,13 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
-        """Stop every recorded process by PID, newest first."""
+        """Stop every recorded process by PID, newest first (the real node first, with its host changes)."""
+        if self.real_node:
+            try:
+                load_node_module().cleanup(self.workdir / "node")
+            except Exception as exc:  # keep stopping the others
+                log(f"failed to clean up the real node: {exc}")
+            self.node = None
         for component in reversed(self.components):
             try:
                 component.stop(self.workdir)
@@ -581,6 +626,7 @@ class LocalCluster:
         state = json.loads(state_file.read_text())
         cluster.server = state.get("server", "")
         cluster.ports = state.get("ports", {})
+        cluster.real_node = bool(state.get("real_node", False))
         cluster.components = [
             Component(name=c["name"], pid=int(c["pid"]), binary=c["binary"], log=Path(c["log"]))
             for c in state.get("components", [])
@@ -608,7 +654,22 @@ class LocalCluster:
         names = ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         make_pki(self.workdir / "pki")
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        if self.real_node:
+            node_lib = load_node_module()
+            self.node = node_lib.RealNode(
+                self.workdir / "node",
+                self.bin_dir,
+                server="",
+                kubeconfig=self.kubeconfig,
+                ca_cert=self.pki.ca_cert,
+                spawn=lambda name, args, binary: self._spawn(name, args, binary=binary),
+                api_get=self.api_get,
+                taint=self.taint_node,
+                timeout=self.timeout,
+            )
+            self.node.prepare_host()
+            self.bind_address = node_lib.GATEWAY
+        self.server = f"https://{self.bind_address}:{self.ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, self.server, self.pki)
 
         self._start_etcd()
@@ -616,8 +677,12 @@ class LocalCluster:
         self._start_controller_manager()
         self._start_scheduler()
         self._start_kwok()
-        self._create_node()
-        poll(f"node {NODE_NAME} to become Ready", self._node_ready, self.timeout, alive=self._check_alive)
+        if self.kwok_node:
+            self._create_node()
+            poll(f"node {NODE_NAME} to become Ready", self._node_ready, self.timeout, alive=self._check_alive)
+        if self.node is not None:
+            self.node.server = self.server
+            self.node.start()
         poll(
             "the default ServiceAccount in namespace default",
             lambda: self.api_get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
@@ -625,8 +690,8 @@ class LocalCluster:
             alive=self._check_alive,
         )
 
-    def _spawn(self, name: str, args: Sequence[str]) -> Component:
-        binary = str(self.bin_dir / name)
+    def _spawn(self, name: str, args: Sequence[str], *, binary: str | None = None) -> Component:
+        binary = binary or str(self.bin_dir / name)
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as log_file:
             popen = subprocess.Popen(
@@ -650,6 +715,7 @@ class LocalCluster:
         state = {
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
+            "real_node": self.real_node,
             "ports": self.ports,
             "components": [
                 {"name": c.name, "pid": c.pid, "binary": c.binary, "log": str(c.log)} for c in self.components
@@ -695,8 +761,8 @@ class LocalCluster:
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd_client']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--cert-dir={self.workdir / 'certs' / 'apiserver'}",
                 f"--tls-cert-file={pki.serving_cert}",
@@ -716,7 +782,7 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
+                *self._node_apiserver_args(),
                 "--profiling=false",
                 "--v=1",
             ],
@@ -728,6 +794,19 @@ class LocalCluster:
             interval=0.5,
             alive=self._check_alive,
         )
+
+    def _node_apiserver_args(self) -> list[str]:
+        if not self.real_node:
+            # Nothing runs in a pod: the `kubernetes` Service needs no endpoints.
+            return ["--endpoint-reconciler-type=none"]
+        # Pods reach the API server through the `kubernetes` Service, whose endpoint the default
+        # reconciler keeps at the advertised (bridge) address. Logs and exec dial the kubelet by its
+        # InternalIP: the node's name does not resolve here.
+        return [
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={self.pki.admin_cert}",
+            f"--kubelet-client-key={self.pki.admin_key}",
+        ]
 
     def _component_kubeconfig_args(self) -> list[str]:
         return [
@@ -882,6 +961,49 @@ def _https_text(port: int, path: str) -> str:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
+DEV_POSTGRES_DIR = "postgres"
+
+
+def start_dev_postgres(workdir: Path) -> str:
+    """A throwaway PostgreSQL on the node bridge for `make cluster-up` users; returns its URL."""
+    from jobworker.devdb import EphemeralPostgres
+
+    node_lib = load_node_module()
+    server = EphemeralPostgres(
+        workdir / DEV_POSTGRES_DIR, listen=(node_lib.GATEWAY,), trust_networks=(node_lib.NODE_SUBNET,)
+    ).start()
+    (workdir / DEV_POSTGRES_DIR / "port").write_text(f"{server.port}\n")
+    return str(server.url)
+
+
+def stop_dev_postgres(workdir: Path) -> None:
+    directory = workdir / DEV_POSTGRES_DIR
+    if not (directory / "port").exists():
+        return
+    from jobworker.devdb import EphemeralPostgres
+
+    port = int((directory / "port").read_text())
+    try:
+        EphemeralPostgres(directory, port=port).stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def import_images(cluster: LocalCluster) -> None:
+    """Build (if missing) and import the jobworker images into the real node, as the chart and
+    examples name them, so that nothing is pulled."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("jobworker_hack_images", HACK_DIR / "images.py")
+    assert spec is not None and spec.loader is not None
+    images = importlib.util.module_from_spec(spec)
+    sys.modules["jobworker_hack_images"] = images
+    spec.loader.exec_module(images)
+    for archive in images.build_default_images():
+        log(f"importing {archive.name} into the node's containerd")
+        cluster.node.import_image(archive)
+
+
 def _default_dir() -> Path:
     return Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "jobworker-cluster"
 
@@ -896,6 +1018,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     up.add_argument("--build", action="store_true", help="run hack/build-k8s.sh first if binaries are missing")
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for each component")
+    up.add_argument(
+        "--real-node",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="a real kubelet node that runs the pods (auto: when root with containerd, runc and the CNI plugins)",
+    )
+    up.add_argument(
+        "--kwok-node", action="store_true", help="also register the fake kwok node (always on without a real node)"
+    )
+    up.add_argument(
+        "--no-images", action="store_true", help="do not build and import the jobworker images into the real node"
+    )
     down = sub.add_parser("down", help="stop the control plane started by 'up'")
     down.add_argument("--dir", type=Path, default=_default_dir(), help="state directory (default: %(default)s)")
     status = sub.add_parser("status", help="show the recorded processes")
@@ -904,17 +1038,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "up":
+            real_node = args.real_node == "yes"
+            if args.real_node == "auto":
+                missing = load_node_module().missing_host_tools()
+                real_node = not missing
+                if missing:
+                    log(f"no real node ({', '.join(missing)} missing): pods are faked by kwok")
             bin_dir = args.bin_dir or default_bin_dir()
-            if args.build and missing_binaries(bin_dir):
+            if args.build and missing_binaries(bin_dir, real_node=real_node):
                 bin_dir = build_binaries(show_progress=True)
-            cluster = LocalCluster(args.dir, bin_dir, detach=True, timeout=args.timeout).start()
-            print(cluster.kubeconfig)
-            print(f"# KUBECONFIG={cluster.kubeconfig} kubectl get jwp -A", file=sys.stderr)
+            cluster = LocalCluster(
+                args.dir,
+                bin_dir,
+                detach=True,
+                timeout=args.timeout,
+                real_node=real_node,
+                # Interactive use: every pod runs for real, none lands on a fake node.
+                taint_node=False,
+                kwok_node=args.kwok_node or not real_node,
+            ).start()
+            database_url = ""
+            if real_node:
+                if not args.no_images:
+                    import_images(cluster)
+                database_url = start_dev_postgres(cluster.workdir)
+            # stdout is meant for `eval "$(make -s cluster-up)"`; everything else goes to stderr.
+            print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig))}")
+            print(f'export PATH={shlex.quote(str(cluster.bin_dir))}:"$PATH"')  # helm
+            if database_url:
+                print(f"export DATABASE_URL={shlex.quote(database_url)}")
+            log(f"kubeconfig: {cluster.kubeconfig}")
+            if real_node:
+                log(f"PostgreSQL for your pools (reachable from pods and from here): {database_url}")
+            log("watch it: kubectl get jwp,pods -A -o wide --watch")
         elif args.command == "down":
             cluster = LocalCluster.from_state(args.dir)
             if not cluster.components:
                 log(f"nothing recorded in {cluster.workdir / STATE_FILE}")
+            stop_dev_postgres(cluster.workdir)
             cluster.stop()
+            # A crashed run may have left a real node behind that no state file of this dir names.
+            node_lib = load_node_module()
+            owner = node_lib.owner_workdir()
+            if owner is not None and Path(owner).resolve().parent == cluster.workdir:
+                node_lib.cleanup(Path(owner))
             log("stopped")
         else:
             cluster = LocalCluster.from_state(args.dir)

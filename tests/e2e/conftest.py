@@ -52,6 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+    # The README-path test runs `make cluster-up` with its own real node; only one real node fits on a
+    # host, so it runs before any test that starts the session's node_cluster (which lives to the end).
+    items.sort(key=lambda item: 0 if item.get_closest_marker("readme_path") else 1)
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -175,6 +178,13 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
 
 # The operator fixtures live in one place for the whole directory: imported into each test module
 # instead, every module would get its own session-scoped operator, and two operators would fight.
+from node_fixtures import (  # noqa: E402
+    node_cluster,
+    node_images,
+    node_kubectl,
+    node_operator,
+    node_pg,
+)
 from operator_fixtures import (  # noqa: E402
     jwp_crd,
     operator,
@@ -184,4 +194,16 @@ from operator_fixtures import (  # noqa: E402
     pool_database,
 )
 
-__all__ = ["jwp_crd", "operator", "operator_identity", "operator_kubeconfig", "pg_server", "pool_database"]
+__all__ = [
+    "jwp_crd",
+    "node_cluster",
+    "node_images",
+    "node_kubectl",
+    "node_operator",
+    "node_pg",
+    "operator",
+    "operator_identity",
+    "operator_kubeconfig",
+    "pg_server",
+    "pool_database",
+]

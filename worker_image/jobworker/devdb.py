@@ -42,20 +42,31 @@ def free_port() -> int:
 class EphemeralPostgres:
     """``with EphemeralPostgres() as pg: pg.url`` — stopped and deleted on exit."""
 
-    def __init__(self, workdir: str | Path | None = None, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        *,
+        port: int | None = None,
+        listen: tuple[str, ...] = ("127.0.0.1",),
+        trust_networks: tuple[str, ...] = (),
+    ) -> None:
+        """``listen``: addresses to accept TCP on (the URLs always name the first). ``trust_networks``:
+        CIDRs allowed in without a password besides loopback, e.g. pods on a local node's bridge."""
         self._owned_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="jobworker-pg-"))
         self.data = self.workdir / "data"
         self.port = port or free_port()
         self.bin = _bin_dir()
         self._user = SERVER_USER if os.geteuid() == 0 else None
+        self.listen = listen
+        self.trust_networks = trust_networks
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_for("postgres")
 
     def url_for(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.listen[0]}:{self.port}/{database}"
 
     def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
         kwargs: dict[str, Any] = {"user": self._user} if self._user else {}
@@ -74,12 +85,15 @@ class EphemeralPostgres:
                 os.chmod(parent, os.stat(parent).st_mode | 0o055)
         if not (self.data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "utf8", "--no-sync")
+            if self.trust_networks:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.writelines(f"host all all {net} trust\n" for net in self.trust_networks)
         self._pg_ctl("start")
         return self
 
     def _pg_ctl(self, action: str) -> None:
         options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off -c synchronous_commit=off "
+            f"-h {','.join(self.listen)} -p {self.port} -k {self.workdir} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB"
         )
         args = ["-D", str(self.data), "-w", "-t", "60", "-l", str(self.workdir / "postgres.log")]
