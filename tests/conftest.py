@@ -22,3 +22,7 @@ for _name in list(os.environ):
         del os.environ[_name]
 for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
     os.environ.pop(_name, None)
+
+# Import Hypothesis now, not lazily from its pytest plugin's terminal summary: by then CPython 3.11.7's ast
+# module can hold a stale recursion depth (gh-106905) and pytest's rewriting import fails with SystemError.
+import hypothesis  # noqa: E402, F401
