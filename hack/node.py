@@ -60,9 +60,20 @@ SYSCTLS = (
     "vm.overcommit_memory",
     "kernel.panic",
     "kernel.panic_on_oops",
+    "net.bridge.bridge-nf-call-iptables",
+    "net.ipv4.conf.all.route_localnet",
+    "net.netfilter.nf_conntrack_max",
 )
 # Directories the kubelet or CNI create outside the node's own directory: removed if they were absent.
-HOST_DIRS = ("/var/log/containers", "/var/lib/cni", "/var/lib/kubelet", "/etc/cni", "/opt/cni")
+HOST_DIRS = (
+    "/var/log/containers",
+    "/var/lib/cni",
+    "/var/lib/kubelet",
+    "/etc/cni",
+    "/opt/cni",
+    "/run/containerd",  # runc's state root for the shims
+    "/opt/containerd",  # containerd's "opt" plugin
+)
 DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables", "iproute2", "util-linux")
 
 
@@ -232,8 +243,7 @@ class RealNode:
             _log(f"removing a leftover bridge {BRIDGE}")
             _run(["ip", "link", "delete", BRIDGE], check=False)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for name in SYSCTLS:
-            self.state.sysctls[name] = _sysctl_path(name).read_text().strip()
+        self.state.sysctls = _read_sysctls()
         self.state.absent_dirs = [d for d in HOST_DIRS if not os.path.lexists(d)]
         self.state.save()
 
@@ -633,6 +643,23 @@ def cleanup(workdir: Path) -> None:
     (workdir / STATE_FILE).unlink(missing_ok=True)
     if owner_workdir() == str(workdir):
         OWNER_FILE.unlink(missing_ok=True)
+
+
+def _read_sysctls() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in SYSCTLS:
+        with contextlib.suppress(OSError):
+            values[name] = _sysctl_path(name).read_text().strip()
+    return values
+
+
+def host_snapshot() -> dict[str, Any]:
+    """What a real node may change on the host: compare one taken before with one taken after cleanup."""
+    return {
+        "sysctls": _read_sysctls(),
+        "dirs": sorted(d for d in HOST_DIRS if os.path.lexists(d)),
+        "leftovers": leftovers(),
+    }
 
 
 def leftovers() -> list[str]:

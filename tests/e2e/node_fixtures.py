@@ -87,6 +87,7 @@ def node_cluster(k8s_bin_dir: Path) -> Iterator[Any]:
     # Short: containerd's socket lives here, and a unix socket path is limited to 107 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="jwnode-", dir="/tmp"))
     local = cluster_lib.LocalCluster(workdir, k8s_bin_dir, real_node=True, taint_node=True, kwok_node=True)
+    before = node_lib().host_snapshot()
     try:
         local.start()
     except Exception as exc:
@@ -95,9 +96,9 @@ def node_cluster(k8s_bin_dir: Path) -> Iterator[Any]:
         yield local
     finally:
         local.stop()
-        left = node_lib().leftovers()
-        if left:
-            pytest.fail(f"the real node left host changes behind: {left}", pytrace=False)
+        after = node_lib().host_snapshot()
+        if after != before:
+            pytest.fail(f"the real node left host changes behind: before {before}, after {after}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
