@@ -28,7 +28,7 @@ from aiohttp import web
 from jobworker.durations import parse_duration
 
 
-def signature(key: str, url: str, body: bytes, *, now: float | None = None, ttl: float = 300, **claims: Any) -> str:
+def signature(key: str, url: str, body: bytes, /, *, now: float | None = None, ttl: float = 300, **claims: Any) -> str:
     """An ``Upstash-Signature`` JWT as QStash makes it (the body hash keeps its base64 padding)."""
     now = time.time() if now is None else now
     payload = {

@@ -124,9 +124,9 @@ async def test_exhausted_attempts_are_permanent(site: Site) -> None:
     assert shared_jobs.CALLS == []
 
 
-async def test_oversize_bodies_get_413_unread(site: Site) -> None:
+async def test_oversize_bodies_get_489_unread(site: Site) -> None:
     big = json.dumps({"name": "x" * 2000}).encode()
-    assert await error_of(await site.post("greet", big)) == (413, "jobs.body_too_large", None)
+    assert await error_of(await site.post("greet", big)) == (489, "jobs.body_too_large", "true")
 
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while streaming
         for _ in range(10):
@@ -136,7 +136,7 @@ async def test_oversize_bodies_get_413_unread(site: Site) -> None:
     response = await site.session.post(
         f"{site.base}/v1/jobs/run/greet", data=chunked(), headers={"Upstash-Signature": signature(CURRENT, url, b"")}
     )
-    assert response.status == 413
+    assert response.status == 489
     assert shared_jobs.CALLS == []
 
 
@@ -177,7 +177,7 @@ async def test_asgi_adapter_serves_the_same_rules() -> None:
         unsigned = await client.post("/jobs/v1/jobs/run/greet", content=GOOD)
         assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (401, "jobs.invalid_signature")
         big = await client.post("/jobs/v1/jobs/run/greet", content=b"x" * 2000, headers={"Upstash-Signature": "x"})
-        assert big.status_code == 413
+        assert big.status_code == 489
         doomed_url = f"{base}/v1/jobs/run/doomed"
         doomed = await client.post(
             "/jobs/v1/jobs/run/doomed",

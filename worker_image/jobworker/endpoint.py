@@ -10,7 +10,7 @@ framework. Both hand each request to one ``Receiver``, so the rules below hold u
 * 401 for a bad signature; 489 with ``Upstash-NonRetryable-Error: true`` when retrying cannot help
   (unknown job, invalid payload, attempts exhausted, PermanentJobError); 503 with Retry-After for
   RetryJob; 500 for other failures, which QStash retries; 200 on success;
-* a body over ``max_body_bytes`` gets 413 and is never read into memory.
+* a body over ``max_body_bytes`` gets 489 (retrying cannot shrink it) and is never read into memory.
 """
 
 from __future__ import annotations
@@ -62,8 +62,12 @@ class SignatureVerifier:
         claims = self._decode(token)
         if claims.get("sub") != url:
             raise errors.InvalidJobSignatureError(f"signature is for {claims.get('sub')!r}, not {url!r}")
-        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
-        if not hmac.compare_digest(str(claims.get("body", "")).rstrip("="), digest):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=")
+        claimed = claims.get("body")
+        if not isinstance(claimed, str):
+            raise errors.InvalidJobSignatureError("signature's 'body' claim is not a string")
+        # Compare bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, hence a 500).
+        if not hmac.compare_digest(claimed.encode("utf-8", "surrogatepass").rstrip(b"="), digest):
             raise errors.InvalidJobSignatureError("signature's body hash does not match the request body")
         return claims
 
@@ -139,7 +143,8 @@ class Receiver:
         self.running: set[AbortSignal] = set()
 
     def too_large(self) -> Reply:
-        return _error(413, "jobs.body_too_large", f"request body is over the limit of {self.max_body_bytes} bytes")
+        # Not 413: QStash retries every status but 2xx and 489, and a body this size never gets smaller.
+        return _permanent("jobs.body_too_large", f"request body is over the limit of {self.max_body_bytes} bytes")
 
     def shutdown(self) -> None:
         for signal in list(self.running):
@@ -166,6 +171,8 @@ class Receiver:
         job = self.registry.get(name)
         try:
             payload = job.validate(json.loads(body))
+        except RecursionError:
+            return _permanent("jobs.invalid_payload", "request body nests JSON too deeply")
         except ValueError:
             return _permanent("jobs.invalid_payload", "request body is not JSON")
         except errors.InvalidPayloadError as exc:
