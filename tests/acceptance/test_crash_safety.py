@@ -25,7 +25,8 @@ from tests.pg import PgServer
 
 SpawnWorker = Callable[..., Process]
 ADD_SQL = "select id, created_at from graphile_worker.add_job('record', json_build_object('i', %s::int))"
-HANGS = {"ACCEPTANCE_SLEEP": "120", "JOBWORKER_HEARTBEAT_INTERVAL": "1"}
+# Heartbeats every 0.5 s, so a 2 s sweep threshold (over 3x the interval) may take the worker for dead.
+HANGS = {"ACCEPTANCE_SLEEP": "120", "JOBWORKER_HEARTBEAT_INTERVAL": "500ms"}
 
 
 def _wait_started(url: str, ids: list[int], worker: Process, timeout: float = 20) -> None:

@@ -71,3 +71,10 @@ def test_bad_values_are_refused_naming_the_setting(env: dict[str, str], message:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         WorkerSettings().concurrency = 3  # type: ignore[misc]
+
+
+def test_a_sweep_threshold_under_3x_the_heartbeat_interval_is_refused() -> None:
+    # The sweep would take a live worker for dead between two heartbeats.
+    with pytest.raises(errors.ConfigurationError, match="sweep_threshold: 40s is under 3x heartbeat_interval"):
+        WorkerSettings(heartbeat_interval=15, sweep_threshold=40)
+    assert WorkerSettings.from_env({"JOBWORKER_HEARTBEAT_INTERVAL": "100ms", "JOBWORKER_SWEEP_THRESHOLD": "1s"})

@@ -282,6 +282,11 @@ async def cmd_sweep(args: argparse.Namespace, out: Output) -> int:
             f"{prefix} {len(result.recovered_job_ids)} job(s) from {len(result.stale_workers)} stale worker(s)"
             f" and {len(result.orphan_lock_holders)} orphan lock holder(s)"
         )
+        if result.unsafe_threshold_workers:
+            text += (
+                f"; skipped {len(result.unsafe_threshold_workers)} worker(s) whose heartbeat interval is over a"
+                " third of the sweep threshold (see the warnings above)"
+            )
     out.emit(result, text)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import logging
@@ -36,43 +37,69 @@ class JobKeyMode(enum.StrEnum):
     """Insert only if no job has that key, even a running or failed one."""
 
 
+_SIGNAL_LOCK = threading.Lock()
+"""One lock for every AbortSignal: firing and waiting are rare, and a lock per signal cost every job."""
+
+
 class AbortSignal:
-    """Fires when the worker shuts down or the job is aborted.
+    """Fires when the job should stop: the worker shuts down, the job timed out, or its heartbeat was lost.
 
     Works from async handlers (``await signal.wait()``) and from sync handlers running in a thread
-    (``signal.is_set()``, ``signal.wait_sync(timeout)``).
+    (``signal.is_set()``, ``signal.wait_sync(timeout)``). Each job has its own signal.
     """
 
+    __slots__ = ("_fired", "_thread_event", "_waiters", "reason")
+
     def __init__(self) -> None:
-        self._flag = threading.Event()
+        self._fired = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-        self._lock = threading.Lock()
+        self._thread_event: threading.Event | None = None
         self.reason: str | None = None
 
     def is_set(self) -> bool:
-        return self._flag.is_set()
+        return self._fired
 
     def fire(self, reason: str = "worker is shutting down") -> None:
-        with self._lock:
-            if self._flag.is_set():
+        with _SIGNAL_LOCK:
+            if self._fired:
                 return
             self.reason = reason
-            self._flag.set()
+            self._fired = True
             waiters, self._waiters = self._waiters, []
+            thread_event = self._thread_event
+        if thread_event is not None:
+            thread_event.set()
         for loop, event in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
     async def wait(self) -> None:
-        event = asyncio.Event()
-        with self._lock:
-            if self._flag.is_set():
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with _SIGNAL_LOCK:
+            if self._fired:
                 return
-            self._waiters.append((asyncio.get_running_loop(), event))
-        await event.wait()
+            self._waiters.append(entry)
+        try:
+            await entry[1].wait()
+        finally:
+            # A waiter that gave up (a handler racing wait() against its work, then cancelling it) must not
+            # stay listed: the list would grow by one entry per call for the signal's whole life.
+            with _SIGNAL_LOCK, contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
 
     def wait_sync(self, timeout: float | None = None) -> bool:
-        return self._flag.wait(timeout)
+        with _SIGNAL_LOCK:
+            if self._fired:
+                return True
+            if self._thread_event is None:
+                self._thread_event = threading.Event()
+            event = self._thread_event
+        return event.wait(timeout)
+
+    @property
+    def waiters(self) -> int:
+        """How many ``wait()`` calls are pending now."""
+        return len(self._waiters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +112,8 @@ class JobContext:
     """1 on the first run."""
     max_attempts: int
     signal: AbortSignal
-    """Fires when the worker shuts down (shared by every job of that worker)."""
+    """Fires when the job should stop: the worker shuts down, the job's timeout expired, or the worker lost
+    its heartbeat for half the sweep threshold (its jobs may soon be handed to another worker)."""
     provider: str = "graphile"
     job_key: str | None = None
     run_at: datetime | None = None

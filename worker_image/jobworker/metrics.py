@@ -18,6 +18,15 @@ JOB_DURATION = Histogram(
     ["task"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
 )
+RESULTS_FENCED = Counter(
+    "jobworker_results_fenced_total",
+    "Job results not written because the job was no longer locked by this worker (swept, force-unlocked).",
+    ["task", "kind"],
+)
+WORKER_FENCED = Counter(
+    "jobworker_worker_fenced_total",
+    "Times this worker stopped claiming because its heartbeat failed for over half the sweep threshold.",
+)
 JOBS_RUNNING = Gauge("jobworker_jobs_running", "Jobs running in this process now.")
 SCHEDULES_FIRED = Counter("jobworker_schedule_fires_total", "Cron ticks this scheduler enqueued.", ["schedule"])
 HTTP_DELIVERIES = Counter(

@@ -96,3 +96,5 @@ class SweepResult:
     dry_run: bool
     skipped: bool = False
     """True when another sweeper held the lock, so this one did nothing."""
+    unsafe_threshold_workers: list[str] = field(default_factory=list)
+    """Stale-looking workers left alone: the threshold is under 3x the heartbeat interval they recorded."""

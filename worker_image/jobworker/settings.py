@@ -34,7 +34,12 @@ class WorkerSettings:
     graceful_shutdown: float = 30.0
     """Seconds running jobs get after SIGTERM before they are returned to the queue."""
     heartbeat_interval: float = 15.0
-    """Seconds between heartbeats into _private_workers."""
+    """Seconds between heartbeats into _private_workers. Recorded at registration: the sweep skips a
+    worker whose sweep threshold is under 3x its interval, so a live worker is never taken for dead."""
+    sweep_threshold: float = 300.0
+    """Heartbeat age after which the stale-worker sweep recovers a worker's jobs (its --sweep-threshold).
+    A worker whose heartbeat has failed for half of it fires ctx.signal, stops claiming and writes no
+    result of the jobs it was running: the sweep may already have handed them to another worker."""
     worker_id: str | None = None
     """Lock owner id; default ``jobworker-<host>-<pid>-<random>``."""
     http_port: int | None = None
@@ -47,6 +52,14 @@ class WorkerSettings:
             raise errors.ConfigurationError("batch_size: must be at least 1")
         if self.poll_interval <= 0:
             raise errors.ConfigurationError("poll_interval: must be greater than 0")
+        if self.heartbeat_interval <= 0:
+            raise errors.ConfigurationError("heartbeat_interval: must be greater than 0")
+        if self.sweep_threshold < 3 * self.heartbeat_interval:
+            raise errors.ConfigurationError(
+                f"sweep_threshold: {self.sweep_threshold:g}s is under 3x heartbeat_interval "
+                f"({self.heartbeat_interval:g}s), so the sweep could take this live worker for dead; "
+                f"raise it to at least {3 * self.heartbeat_interval:g}s or heartbeat more often"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:

@@ -72,8 +72,12 @@ class Worker:
         self._stopping = False
         self._forced = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
-        # One signal for every job: it fires once, at shutdown, so a per-job Event would be pure overhead.
-        self._signal = AbortSignal()
+        self._signals: dict[int, AbortSignal] = {}
+        # Fencing: once the heartbeat has failed for half the sweep threshold, the sweep may soon hand our
+        # jobs to another worker, so we stop claiming and write no result of the jobs running then.
+        self._heartbeat_ok_at = time.monotonic()
+        self._fenced = False
+        self._fenced_jobs: set[int] = set()
         self._refill: asyncio.Task[None] | None = None
         metrics.JOBS_RUNNING.set_function(lambda: len(self._running))
         self._local: deque[dict[str, Any]] = deque()
@@ -109,6 +113,7 @@ class Worker:
                 self._task_ids = {r["identifier"]: r["id"] for r in rows}
                 self._task_names = {v: k for k, v in self._task_ids.items()}
                 await self._heartbeat()
+                self._heartbeat_ok_at = time.monotonic()
         except BaseException:
             # run() never reaches its shutdown when start-up fails: close the pool here, or it leaks.
             await self._pool.close()
@@ -152,10 +157,19 @@ class Worker:
         if self._stopping:
             force = True
         self._stopping = True
-        self._signal.fire("worker is shutting down")
+        self._fire_all("worker is shutting down")
         if force:
             self._forced.set()
         self._wake.set()
+
+    def _fire_all(self, reason: str) -> None:
+        for signal in list(self._signals.values()):
+            signal.fire(reason)
+
+    @property
+    def fenced(self) -> bool:
+        """True while the heartbeat has been failing for over half the sweep threshold."""
+        return self._fenced
 
     @property
     def healthy(self) -> bool:
@@ -167,6 +181,10 @@ class Worker:
         while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._wake.clear()
+            if self._fenced:
+                # Not claiming: whatever we claimed could be swept from under us. The heartbeat loop lifts this.
+                await self._sleep(self.settings.poll_interval)
+                continue
             free = self.settings.concurrency - len(self._running)
             claimed = 0
             writes_before = self._writes_done
@@ -250,16 +268,20 @@ class Worker:
     # -- running ----------------------------------------------------------------------------------
     def _start(self, row: dict[str, Any]) -> None:
         task_name = row.get("task_identifier") or self._task_names.get(row["task_id"], f"<task {row['task_id']}>")
-        task = asyncio.create_task(self._execute(row, task_name), name=f"jobworker-job-{row['id']}")
+        signal = AbortSignal()
+        if self._stopping:
+            signal.fire("worker is shutting down")
+        self._signals[row["id"]] = signal
+        task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row['id']}")
         self._running[row["id"]] = task
 
-    async def _execute(self, row: dict[str, Any], task_name: str) -> None:
+    async def _execute(self, row: dict[str, Any], task_name: str, signal: AbortSignal) -> None:
         job_id = row["id"]
         # Until _invoke returns, the job has not succeeded: a BaseException escaping it hands the job back.
         result = _Result(job_id, task_name, returned=True)
         started = time.perf_counter()
         try:
-            result = await self._invoke(row, task_name, self._signal)
+            result = await self._invoke(row, task_name, signal)
         except asyncio.CancelledError:
             result = _Result(job_id, task_name, returned=True)
         except Exception as exc:
@@ -268,6 +290,13 @@ class Worker:
             result = _Result(job_id, task_name, error=_describe(exc))
         finally:
             self._running.pop(job_id, None)
+            self._signals.pop(job_id, None)
+            if job_id in self._fenced_jobs:
+                # It ran while our heartbeat was lost: never complete or fail it, since the sweep may have
+                # given it to another worker. Returning it is fenced by locked_by, so it only frees a job
+                # that is still ours (the sweep has not run yet), with its attempt refunded.
+                self._fenced_jobs.discard(job_id)
+                result = _Result(job_id, task_name, returned=True)
             _task_metrics(task_name)[1].observe(time.perf_counter() - started)
             self._processed += 1
             self._record(result)
@@ -309,7 +338,7 @@ class Worker:
             delay = min(exc.delay.total_seconds(), MAX_RETRY_DELAY_SECONDS)
             return _Result(job_id, task_name, error=_describe(exc), delay=delay)
         except Exception as exc:
-            if signal.is_set() and self._stopping:
+            if signal.is_set() and (self._stopping or self._fenced):
                 # The handler gave up because we asked it to: hand the job back, attempt unused.
                 return _Result(job_id, task_name, returned=True)
             ctx.logger.warning("job %s (%s) failed: %s", job_id, task_name, _describe(exc))
@@ -390,11 +419,16 @@ class Worker:
         failed = [r for r in batch if r.error is not None and not r.returned]
         returned = [r for r in batch if r.returned]
         if done:
-            await self._fetch("complete_jobs", {"job_ids": [r.job_id for r in done], "worker_id": self.worker_id})
+            rows = await self._fetch(
+                "complete_jobs", {"job_ids": [r.job_id for r in done], "worker_id": self.worker_id}
+            )
+            if len(rows) != len(done):
+                written = {row["id"] for row in rows}
+                done = self._fenced_out("complete", done, written)
             for task, count in Counter(r.task for r in done).items():
                 _task_metrics(task)[2].inc(count)
         if failed:
-            await self._fetch(
+            rows = await self._fetch(
                 "fail_jobs",
                 {
                     "worker_id": self.worker_id,
@@ -405,17 +439,37 @@ class Worker:
                     "permanent": [r.permanent for r in failed],
                 },
             )
+            if len(rows) != len(failed):
+                failed = self._fenced_out("fail", failed, {row["id"] for row in rows})
             for r in failed:
                 metrics.JOBS_FAILED.labels(r.task, str(r.permanent).lower()).inc()
         if returned:
-            await self._return([r.job_id for r in returned])
+            written = await self._return([r.job_id for r in returned])
+            if len(written) != len(returned):
+                returned = self._fenced_out("return", returned, written)
             for r in returned:
                 metrics.JOBS_RETURNED.labels(r.task).inc()
 
-    async def _return(self, job_ids: Iterable[int]) -> None:
+    def _fenced_out(self, kind: str, results: list[_Result], written: set[int]) -> list[_Result]:
+        """The results the database took; the others' jobs are no longer locked by us, so they were not written."""
+        for r in results:
+            if r.job_id not in written:
+                metrics.RESULTS_FENCED.labels(r.task, kind).inc()
+                log.warning(
+                    "job %s (%s): %s not recorded: the job is no longer locked by this worker (the stale-worker "
+                    "sweep or force-unlock released it; another worker may run it, or add_job replaced it)",
+                    r.job_id,
+                    r.task,
+                    kind,
+                )
+        return [r for r in results if r.job_id in written]
+
+    async def _return(self, job_ids: Iterable[int]) -> set[int]:
         ids = list(job_ids)
-        if ids:
-            await self._fetch("return_jobs", {"job_ids": ids, "worker_id": self.worker_id})
+        if not ids:
+            return set()
+        rows = await self._fetch("return_jobs", {"job_ids": ids, "worker_id": self.worker_id})
+        return {row["id"] for row in rows}
 
     async def _drain_results(self, deadline: float) -> None:
         while (self._results or self._results_ready.is_set() or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -424,7 +478,7 @@ class Worker:
     # -- shutdown ---------------------------------------------------------------------------------
     async def _shutdown(self) -> None:
         self._stopping = True
-        self._signal.fire("worker is shutting down")
+        self._fire_all("worker is shutting down")
         if self._refill is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refill
@@ -469,16 +523,58 @@ class Worker:
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "runtime": "jobworker",
+            # Read by the sweep: it never takes a worker for dead under 3x its heartbeat interval.
+            "heartbeat_interval": self.settings.heartbeat_interval,
         }
         await self._fetch("heartbeat", {"worker_id": self.worker_id, "metadata": Json(metadata)})
 
     async def _heartbeat_loop(self) -> None:
+        beat: asyncio.Task[None] | None = None
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
-            try:
-                await self._heartbeat()
-            except (psycopg.Error, errors.DatabaseError, OSError) as exc:
-                log.warning("heartbeat failed: %s", db._one_line(exc))
+            # The beat runs on its own, so a hung connection cannot delay the fence check below.
+            if beat is None or beat.done():
+                beat = asyncio.create_task(self._beat(), name="jobworker-heartbeat-beat")
+            self._check_fence()
+
+    async def _beat(self) -> None:
+        try:
+            await self._heartbeat()
+        except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+            log.warning("heartbeat failed: %s", db._one_line(exc))
+            return
+        self._heartbeat_ok_at = time.monotonic()
+        if self._fenced:
+            self._fenced = False
+            log.warning("worker %s: heartbeat recorded again; claiming jobs again", self.worker_id)
+            self._wake.set()
+
+    def _check_fence(self) -> None:
+        lost_for = time.monotonic() - self._heartbeat_ok_at
+        if self._fenced or lost_for <= self.settings.sweep_threshold / 2:
+            return
+        self._fenced = True
+        metrics.WORKER_FENCED.inc()
+        running = list(self._running)
+        log.error(
+            "worker %s: no heartbeat recorded for %.0fs (over half the %.0fs sweep threshold): the sweep may "
+            "hand our jobs to other workers, so we stop claiming, signal the %d running job(s) and will write "
+            "none of their results",
+            self.worker_id,
+            lost_for,
+            self.settings.sweep_threshold,
+            len(running),
+        )
+        self._fenced_jobs.update(running)
+        reason = "heartbeat lost: the stale-worker sweep may give this job to another worker"
+        for job_id in running:
+            signal = self._signals.get(job_id)
+            if signal is not None:
+                signal.fire(reason)
+        # Claimed ahead but never started: give them back (fenced by locked_by, like every write).
+        for row in self._local:
+            self._record(_Result(row["id"], row.get("task_identifier") or "", returned=True))
+        self._local.clear()
 
     async def _listen_loop(self) -> None:
         backoff = 0.1

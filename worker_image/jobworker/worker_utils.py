@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
@@ -23,6 +24,7 @@ from jobworker.durations import parse_duration
 from jobworker.models import AddedJob, Job, JobSpec, QueueStats, SweepResult, TaskQueueStats, WorkerInfo
 
 T = TypeVar("T")
+log = logging.getLogger("jobworker.worker_utils")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
@@ -359,10 +361,23 @@ class WorkerUtils:
                     got = await cur.fetchone()
                     if not got or not next(iter(got.values())):
                         return SweepResult([], [], [], dry_run, skipped=True)
-                    stale = [
-                        r["id"]
-                        for r in await (await conn.execute(self.q("stale_workers"), {"threshold": limit})).fetchall()
-                    ]
+                    stale: list[str] = []
+                    unsafe: list[str] = []
+                    for r in await (await conn.execute(self.q("stale_workers"), {"threshold": limit})).fetchall():
+                        interval = r["heartbeat_interval"]
+                        if interval is not None and limit < 3 * interval:
+                            # A live worker may go this long between heartbeats: never take it for dead.
+                            log.warning(
+                                "sweep: skipped worker %s: it heartbeats every %gs, and a %gs sweep threshold is "
+                                "under 3x that; raise --sweep-threshold to at least %gs",
+                                r["id"],
+                                interval,
+                                limit,
+                                3 * interval,
+                            )
+                            unsafe.append(r["id"])
+                        else:
+                            stale.append(r["id"])
                     orphans = [
                         r["locked_by"]
                         for r in await (await conn.execute(self.q("orphan_locks"), {"threshold": limit})).fetchall()
@@ -375,7 +390,7 @@ class WorkerUtils:
                         )
                         recovered = [r["id"] for r in await cur.fetchall()]
                         await conn.execute(self.q("delete_stale_workers"), {"worker_ids": stale})
-                    return SweepResult(stale, orphans, sorted(recovered), dry_run)
+                    return SweepResult(stale, orphans, sorted(recovered), dry_run, unsafe_threshold_workers=unsafe)
         finally:
             await conn.close()
 

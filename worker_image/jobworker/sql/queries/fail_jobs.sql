@@ -19,9 +19,12 @@ failed as (
       updated_at = now()
   from input
   where j.id = input.id and j.locked_by = %(worker_id)s
-  returning j.job_queue_id
+  returning j.id, j.job_queue_id
+),
+freed as (
+  update __SCHEMA__._private_job_queues q
+  set locked_at = null, locked_by = null
+  where q.id in (select job_queue_id from failed where job_queue_id is not null)
+    and q.locked_by = %(worker_id)s
 )
-update __SCHEMA__._private_job_queues q
-set locked_at = null, locked_by = null
-where q.id in (select job_queue_id from failed where job_queue_id is not null)
-  and q.locked_by = %(worker_id)s
+select id from failed

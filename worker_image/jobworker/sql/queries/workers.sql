@@ -20,8 +20,10 @@ from __SCHEMA__._private_workers
 -- One sweeper at a time across all replicas: a transaction-scoped advisory lock per schema.
 select pg_try_advisory_xact_lock(hashtext('jobworker.sweep:' || %(schema)s::text))
 -- name: stale_workers
--- Workers whose heartbeat is older than the threshold.
-select id, extract(epoch from now() - last_heartbeat_at) as heartbeat_age_seconds
+-- Workers whose heartbeat is older than the threshold, with the heartbeat interval each recorded (if any).
+select id, extract(epoch from now() - last_heartbeat_at) as heartbeat_age_seconds,
+       case when jsonb_typeof(metadata -> 'heartbeat_interval') = 'number'
+            then (metadata ->> 'heartbeat_interval')::float8 end as heartbeat_interval
 from __SCHEMA__.get_stale_workers(%(threshold)s * interval '1 second')
 -- name: orphan_locks
 -- Lock holders with no registered worker whose locks are older than the threshold.
