@@ -70,6 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.Options:
 
 
 async def run(opts: settings.Options, reader: queue_stats.Reader = queue_stats.worker_utils_reader) -> None:
+    queue_stats.install_log_redaction()
     registry = kopf.OperatorRegistry()
     handlers.register(opts, registry, reader)
     prometheus_client.start_http_server(opts.metrics_port, addr=opts.bind_address)

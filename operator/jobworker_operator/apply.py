@@ -213,7 +213,12 @@ class Api:
         raw = (secret.get("data") or {}).get(key)
         if raw is None:
             raise ApiError(404, f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(raw).decode()
+        try:
+            return base64.b64decode(raw).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError; neither message may quote the value
+            raise ApiError(
+                422, f"Secret {namespace}/{name} key {key!r} is not UTF-8 text: store the database URL as plain text"
+            ) from None
 
 
 def _message(raw: bytes, status: int, reason: str | None) -> str:

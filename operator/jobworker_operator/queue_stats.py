@@ -7,11 +7,11 @@ depends on it at import time; tests pass their own ``Reader``.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jobworker import db, errors
 from jobworker_operator.apply import Api, ApiError
 from jobworker_operator.model import Pool
 
@@ -51,11 +51,18 @@ async def schema_version(database_url: str, schema: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def redact(text: str) -> str:
-    """Strip passwords from anything that echoes a URL back (psycopg errors sometimes do)."""
-    text = re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
-    # ?password=... in a URL, and password=... in a libpq key/value string (quoted or not)
-    return re.sub(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)", r"\1***", text)
+# Every secret part of every database URL read so far: the operator's log handlers mask them all
+# (see __main__), whoever logs them (kopf included).
+SEEN_SECRETS: set[str] = set()
+
+
+def redact(text: str, url: str = "") -> str:
+    """``text`` without ``url``'s password and other secret parts (libpq errors echo their input)."""
+    return db.redact(text, db.secret_parts(url) if url else ())
+
+
+def install_log_redaction() -> None:
+    db.install_log_redaction(lambda: tuple(SEEN_SECRETS))
 
 
 async def read(api: Api, pool: Pool, reader: Reader) -> Reading:
@@ -65,6 +72,11 @@ async def read(api: Api, pool: Pool, reader: Reader) -> Reading:
         url = await api.read_secret(pool.namespace, ref.name, ref.key)
     except ApiError as exc:
         raise QueueStatsError(f"cannot read the database URL: {exc}") from exc
+    SEEN_SECRETS.update(db.secret_parts(url))
+    try:
+        db.check_database_url(url, f"the database URL in Secret {pool.namespace}/{ref.name} key {ref.key!r}")
+    except errors.ConfigurationError as exc:
+        raise QueueStatsError(str(exc)) from None
     try:
         async with asyncio.timeout(TIMEOUT_SECONDS):
             stats = await reader(url, pool.schema)
@@ -73,5 +85,5 @@ async def read(api: Api, pool: Pool, reader: Reader) -> Reading:
         raise QueueStatsError(f"database unreachable: no answer within {TIMEOUT_SECONDS:.0f}s") from exc
     except Exception as exc:  # any driver/runtime error means the same thing to the user
         # `from None`: the original may carry the URL with its password into kopf's logs.
-        raise QueueStatsError(f"database unreachable: {redact(str(exc)) or type(exc).__name__}") from None
+        raise QueueStatsError(f"database unreachable: {redact(str(exc), url) or type(exc).__name__}") from None
     return Reading(stats, version)

@@ -445,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Error lines and logs may quote a connection string back (libpq does); mask the known ones.
+    secrets = _database_secrets(getattr(args, "database_url", None))
+    db.install_log_redaction(lambda: secrets)
     out = Output(args.json)
     try:
         result = args.func(args, out)
@@ -452,21 +455,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = 130
     except migrate.BreakingMigrationPendingError as exc:
-        code = _fail(exc, EXIT_BREAKING_PENDING)
+        code = _fail(exc, EXIT_BREAKING_PENDING, secrets)
     except errors.SchemaTooNewError as exc:
-        code = _fail(exc, EXIT_SCHEMA_TOO_NEW)
+        code = _fail(exc, EXIT_SCHEMA_TOO_NEW, secrets)
     except (errors.ConfigurationError, errors.InvalidPayloadError, errors.UnknownTaskError) as exc:
-        code = _fail(exc, EXIT_USAGE)
+        code = _fail(exc, EXIT_USAGE, secrets)
     except errors.JobworkerError as exc:
-        code = _fail(exc, EXIT_FAILED)
+        code = _fail(exc, EXIT_FAILED, secrets)
     except OSError as exc:  # e.g. the --port or --http-port is in use
-        code = _fail(exc, EXIT_FAILED)
+        code = _fail(exc, EXIT_FAILED, secrets)
     _exit_past_stuck_threads(code)
     return code
 
 
-def _fail(exc: BaseException, code: int) -> int:
-    print(f"error: {exc}", file=sys.stderr)
+def _database_secrets(explicit: str | None) -> frozenset[str]:
+    urls = (explicit, os.environ.get("DATABASE_URL"), os.environ.get("WORKER_DATABASE_URL"))
+    return frozenset(part for url in urls if url for part in db.secret_parts(url))
+
+
+def _fail(exc: BaseException, code: int, secrets: frozenset[str]) -> int:
+    print(f"error: {db.redact(str(exc), secrets)}", file=sys.stderr)
     return code
 
 
