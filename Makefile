@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration e2e bench bench-quick bench-operator \
+.PHONY: demo test lint typecheck unit integration e2e bench bench-quick bench-operator bench-node \
         cluster-up cluster-down k8s-binaries kind-up kind-down images chart-crds crd-reference clean
 
 $(STAMP): pyproject.toml
@@ -51,6 +51,10 @@ bench-quick: $(STAMP)
 
 bench-operator: $(STAMP)
 	$(PY) bench/run.py --operator
+
+# A pool on the real local node: kubectl apply -> first job, and a spec change's rollout (needs root).
+bench-node: $(STAMP) k8s-binaries
+	$(PY) bench/node_bench.py
 
 # The bin directory goes to /dev/null: `eval "$(make -s cluster-up)"` reads only cluster-up's exports.
 k8s-binaries:

@@ -989,17 +989,47 @@ def stop_dev_postgres(workdir: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def import_images(cluster: LocalCluster) -> None:
-    """Build (if missing) and import the jobworker images into the real node, as the chart and
-    examples name them, so that nothing is pulled."""
+def load_images_module() -> Any:
+    """hack/images.py (builds the images with docker or buildah, cached by their inputs)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("jobworker_hack_images", HACK_DIR / "images.py")
+    name = "jobworker_hack_images"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HACK_DIR / "images.py")
     assert spec is not None and spec.loader is not None
-    images = importlib.util.module_from_spec(spec)
-    sys.modules["jobworker_hack_images"] = images
-    spec.loader.exec_module(images)
-    for archive in images.build_default_images():
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE_TAG = "jobworker-example:dev"
+
+
+def build_all_images() -> list[Path]:
+    """Archives of jobworker:dev, jobworker-operator:dev and the example app (examples/Dockerfile, FROM the
+    first), built if their inputs changed."""
+    images = load_images_module()
+    project = images.build_images()
+    example = images.build(
+        HACK_DIR.parent / "examples" / "Dockerfile",
+        HACK_DIR.parent / "examples",
+        EXAMPLE_TAG,
+        {"BASE_IMAGE": local_image_ref(project.worker.tag)},
+    )
+    return [project.worker.archive, project.operator.archive, example.archive]
+
+
+def local_image_ref(tag: str) -> str:
+    """How a FROM names an image this machine built: buildah keeps short names under localhost/."""
+    images = load_images_module()
+    return tag if images.select_engine() == "docker" else f"localhost/{tag}"
+
+
+def import_images(cluster: LocalCluster) -> None:
+    """Build (if missing) and import the jobworker images into the real node, so that nothing is pulled."""
+    for archive in build_all_images():
         log(f"importing {archive.name} into the node's containerd")
         cluster.node.import_image(archive)
 

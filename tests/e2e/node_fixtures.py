@@ -63,10 +63,6 @@ def node_lib() -> Any:
     return _load("jobworker_hack_node", "node.py")
 
 
-def images_lib() -> Any:
-    return _load("jobworker_hack_images", "images.py")
-
-
 def _unavailable(reason: str) -> None:
     if _flag("JOBWORKER_REQUIRE_KUBELET"):
         pytest.fail(f"JOBWORKER_REQUIRE_KUBELET=1 but {reason}", pytrace=False)
@@ -123,13 +119,14 @@ class NodeImages:
 @pytest.fixture(scope="session")
 def node_images(node_cluster: Any) -> NodeImages:
     """jobworker, jobworker-operator and the e2e app image, built for real and imported into the node."""
-    images = images_lib()
-    archives = list(images.build_default_images())
-    archives.append(
-        images.build(
-            NODE_APP_DIR / "Dockerfile", NODE_APP_DIR, APP_IMAGE, {"BASE_IMAGE": images.local_name(WORKER_IMAGE)}
-        )
+    from conftest import cluster_lib
+
+    archives = cluster_lib.build_all_images()
+    images = cluster_lib.load_images_module()
+    app = images.build(
+        NODE_APP_DIR / "Dockerfile", NODE_APP_DIR, APP_IMAGE, {"BASE_IMAGE": cluster_lib.local_image_ref(WORKER_IMAGE)}
     )
+    archives.append(app.archive)
     for archive in archives:
         node_cluster.node.import_image(archive)
     present = node_cluster.node.image_names()
