@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -206,6 +207,34 @@ class Api:
     async def patch_pool_status(self, namespace: str, name: str, status: Obj) -> None:
         await self.merge_patch(names.API_VERSION, names.KIND, namespace, name, {"status": status}, sub="status")
 
+    async def post_event(self, regarding: Obj, reason: str, message: str, *, type_: str = "Warning") -> None:
+        """A core/v1 Event on ``regarding`` (shown by ``kubectl describe``); a failure is only logged."""
+        meta = regarding["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": regarding.get("apiVersion", names.API_VERSION),
+                "kind": regarding.get("kind", names.KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": names.FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        except ApiError as exc:
+            log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
         secret = await self.get("v1", "Secret", namespace, name)
         if secret is None:
@@ -281,13 +310,48 @@ def _needs_apply(api: Api, current: Obj, digest: str) -> bool:
     return api.applied.get(meta.get("uid", "")) != version_of(current)
 
 
-async def prune(api: Api, live: dict[Key, Obj], keep: set[Key], namespace: str, *, monitor: str | None) -> None:
-    """Delete children the pool no longer wants (scheduler disabled, provider changed, old Jobs)."""
+def owned_by(obj: Obj, uid: str) -> bool:
+    """Whether ``obj`` names the pool with ``uid`` among its owners (labels alone prove nothing)."""
+    return any(o.get("uid") == uid for o in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def split_owned(live: dict[Key, Obj], uid: str) -> tuple[dict[Key, Obj], dict[Key, Obj]]:
+    """(children the pool owns, objects that only carry its labels)."""
+    owned = {k: v for k, v in live.items() if owned_by(v, uid)}
+    return owned, {k: v for k, v in live.items() if k not in owned}
+
+
+async def prune(
+    api: Api, live: dict[Key, Obj], keep: set[Key], namespace: str, *, owner_uid: str, monitor: str | None
+) -> list[Key]:
+    """Delete children the pool no longer wants (scheduler disabled, provider changed, old Jobs).
+
+    Only objects whose ownerReferences name the pool's uid are deleted; the others are returned.
+    """
+    left_alone: list[Key] = []
     for (kind, name), obj in live.items():
-        if (kind, name) not in keep:
-            log.info("deleting %s %s/%s: no longer part of the pool", kind, namespace, name)
-            await api.delete(obj["apiVersion"], kind, namespace, name)
-            api.applied.pop(obj.get("metadata", {}).get("uid", ""), None)
+        if (kind, name) in keep:
+            continue
+        if not owned_by(obj, owner_uid):
+            left_alone.append((kind, name))
+            continue
+        log.info("deleting %s %s/%s: no longer part of the pool", kind, namespace, name)
+        await api.delete(obj["apiVersion"], kind, namespace, name)
+        api.applied.pop(obj.get("metadata", {}).get("uid", ""), None)
     if monitor is not None:
-        # No list verb on ServiceMonitors: delete by name; a missing CRD or object is a 404.
-        await api.delete("monitoring.coreos.com/v1", "ServiceMonitor", namespace, monitor)
+        # No list verb on ServiceMonitors: look it up by name; a missing CRD or object is a 404 (None).
+        found = await _get_if_served(api, "monitoring.coreos.com/v1", "ServiceMonitor", namespace, monitor)
+        if found is not None and owned_by(found, owner_uid):
+            await api.delete("monitoring.coreos.com/v1", "ServiceMonitor", namespace, monitor)
+        elif found is not None:
+            left_alone.append(("ServiceMonitor", monitor))
+    return left_alone
+
+
+async def _get_if_served(api: Api, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+    try:
+        return await api.get(api_version, kind, namespace, name)
+    except ApiError as exc:
+        if exc.status == 403:  # RBAC without the prometheus-operator rule: nothing of ours can be there
+            return None
+        raise

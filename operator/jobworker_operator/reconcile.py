@@ -28,6 +28,8 @@ class Runtime:
     locks: dict[PoolKey, asyncio.Lock] = field(default_factory=dict)
     pending: dict[PoolKey, bool] = field(default_factory=dict)  # key -> refresh queue stats
     stats_problem: dict[PoolKey, str] = field(default_factory=dict)  # last DB error, until a good reading
+    # (namespace, pool, kind, name) of objects with a pool's labels but not owned by it, already reported once
+    reported_foreign: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     async def trigger(self, namespace: str, name: str, *, refresh_stats: bool = False) -> None:
         key = (namespace, name)
@@ -60,6 +62,7 @@ class Runtime:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.stats_problem.pop(key, None)
+        self.reported_foreign = {r for r in self.reported_foreign if r[:2] != key}
         lock = self.locks.get(key)
         if lock is not None and not lock.locked() and key not in self.pending:
             del self.locks[key]  # not while a pass holds or awaits it
@@ -86,7 +89,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
     if step.restore:
         await _restore_replicas(rt.api, pool, replicas)
 
-    live = await apply.live_children(rt.api, namespace, pool.name)
+    live, foreign = apply.split_owned(await apply.live_children(rt.api, namespace, pool.name), pool.uid)
     problems = [p for p in [rt.stats_problem.get((namespace, name))] if p]
     if step.rollout:
         desired = render.children(pool, plan.components(pool), worker_replicas=replicas)
@@ -95,8 +98,10 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
         keep = {(o["kind"], o["metadata"]["name"]) for o in desired} | _current_migration_jobs(pool)
         stale = {k: v for k, v in live.items() if k not in keep}
         monitor = None if pool.metrics.service_monitor and pool.metrics.enabled else names.metrics_service(pool.name)
-        await apply.prune(rt.api, stale, keep, namespace, monitor=monitor)
+        left_alone = await apply.prune(rt.api, stale, keep, namespace, owner_uid=pool.uid, monitor=monitor)
+        foreign.update({key: {} for key in left_alone if key not in foreign})
         live = {k: v for k, v in live.items() if k in keep}
+    await _report_foreign(rt, body, foreign)
 
     seen = _observe(pool, step, replicas, live, tuple(problems))
     doc = {**status.build(pool, seen, prior, now), **extra}
@@ -106,6 +111,29 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
     except apply.ApiError as exc:
         if exc.status != 404:  # deleted while this pass ran: nothing left to report on
             raise
+
+
+async def _report_foreign(rt: Runtime, pool_body: Obj, foreign: dict[Key, Obj]) -> None:
+    """One event per object that carries the pool's labels without being owned by it: never deleted."""
+    meta = pool_body["metadata"]
+    for kind, child in sorted(foreign):
+        seen = (meta["namespace"], meta["name"], kind, child)
+        if seen in rt.reported_foreign:
+            continue
+        rt.reported_foreign.add(seen)
+        log.warning(
+            "pool %s/%s: %s %s has the pool's labels but is not owned by it; left alone",
+            meta["namespace"],
+            meta["name"],
+            kind,
+            child,
+        )
+        await rt.api.post_event(
+            {"apiVersion": names.API_VERSION, "kind": names.KIND, **pool_body},
+            "NotOwned",
+            f"{kind} {child} carries the labels of pool {meta['name']} but no ownerReference to it "
+            f"(uid {meta.get('uid')}); the operator leaves it alone: delete it or remove its labels",
+        )
 
 
 async def _queue(
