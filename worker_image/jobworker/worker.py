@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import secrets
@@ -197,6 +198,13 @@ class Worker:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                except Exception:
+                    # A bug or a surprise must not kill the worker after a claim committed: that would crash
+                    # loop on the same jobs, burning an attempt of each one every time.
+                    log.exception("unexpected error while claiming; retrying in %.1fs", backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
             if drain and not self._running and not self._local and claimed == 0:
                 # Done only if no result landed during the claim: one may have freed a named queue whose
                 # next job the claim could not see yet.
@@ -248,6 +256,8 @@ class Worker:
                 self._wake.set()
         except (psycopg.Error, errors.DatabaseError, OSError) as exc:
             log.warning("claim failed (%s)", db._one_line(exc))
+        except Exception:
+            log.exception("unexpected error while claiming ahead")
         finally:
             self._refill = None
 
@@ -312,8 +322,8 @@ class Worker:
             # so a worker that knows the task can pick it up later.
             return _Result(job_id, task_name, error=f"Unsupported task {task_name!r}: no handler in this worker")
         _task_metrics(task_name)[0].inc()
-        raw = row["payload"]
         try:
+            raw = _decode_payload(row["payload"])
             payload = definition.validate(raw)
         except errors.InvalidPayloadError as exc:
             return _Result(job_id, task_name, error=str(exc), permanent=True)
@@ -602,6 +612,26 @@ def _task_metrics(task: str) -> tuple[Any, Any, Any]:
     """A task's started, duration and completed metric children, looked up once (labels() takes a lock
     and builds a key on every call; it was ~10 % of a batch-mode worker's CPU per job)."""
     return metrics.JOBS_STARTED.labels(task), metrics.JOB_DURATION.labels(task), metrics.JOBS_COMPLETED.labels(task)
+
+
+def _decode_payload(text: Any) -> Any:
+    """The job's JSON payload, or InvalidPayloadError: PostgreSQL accepts JSON that Python cannot decode
+    (nested about 2,000 deep raises RecursionError, a huge one MemoryError). Decoded here, inside the job's
+    own execution, so such a payload fails only its job, for good, instead of crashing the worker."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise errors.InvalidPayloadError(
+            "Invalid job payload: JSON nested too deeply for Python to decode (RecursionError)"
+        ) from None
+    except MemoryError:
+        raise errors.InvalidPayloadError(
+            f"Invalid job payload: {len(text)} characters of JSON is too large to decode (MemoryError)"
+        ) from None
+    except ValueError as exc:
+        raise errors.InvalidPayloadError(f"Invalid job payload: not decodable JSON ({exc})") from None
 
 
 def _storable(text: str) -> str:

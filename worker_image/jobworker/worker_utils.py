@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
@@ -17,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
-from psycopg.types.json import Json
 
 from jobworker import db, errors, jobs, migrate, sql
 from jobworker.durations import parse_duration
@@ -40,12 +40,47 @@ _STRICT_JSON = json.JSONEncoder(allow_nan=False)
 """One encoder for every check: json.dumps(..., allow_nan=False) builds a new encoder per call."""
 
 
-def _json_payload(payload: Any, *, field: str = "payload") -> Json:
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Payloads above this are refused at enqueue (JOBWORKER_MAX_PAYLOAD_BYTES; 0 turns the cap off): a huge
+payload is slow to claim and decode for every worker, and one too large to decode fails its job for good."""
+
+
+def resolve_max_payload_bytes(explicit: int | None = None) -> int:
+    """The payload size cap: the argument, else JOBWORKER_MAX_PAYLOAD_BYTES, else 1 MiB; 0 means none."""
+    if explicit is not None:
+        value: object = explicit
+    else:
+        raw = os.environ.get("JOBWORKER_MAX_PAYLOAD_BYTES")
+        if raw is None:
+            return DEFAULT_MAX_PAYLOAD_BYTES
+        try:
+            value = int(raw)
+        except ValueError:
+            value = raw
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise errors.ConfigurationError(
+            f"max_payload_bytes (JOBWORKER_MAX_PAYLOAD_BYTES): {value!r} must be a whole number of bytes, 0 for no cap"
+        )
+    return value
+
+
+def _check_size(encoded: str, cap: int, field: str) -> None:
+    # The strict encoder escapes every non-ASCII character, so its length is the byte count.
+    if cap and len(encoded) > cap:
+        raise errors.InvalidPayloadError(
+            f"{field}: {len(encoded)} bytes of JSON is over the {cap}-byte payload cap; store large data elsewhere "
+            "and enqueue a reference to it, or raise JOBWORKER_MAX_PAYLOAD_BYTES"
+        )
+
+
+def _json_payload(payload: Any, *, field: str = "payload", cap: int | None = None) -> str:
+    """The payload as JSON text, checked: serialisable, no NaN/Infinity, within the size cap."""
     try:
-        _STRICT_JSON.encode(payload if payload is not None else {})
+        encoded = _STRICT_JSON.encode(payload if payload is not None else {})
     except (TypeError, ValueError) as exc:
         raise errors.InvalidPayloadError(f"{field}: not JSON-serialisable: {exc}") from None
-    return Json(payload if payload is not None else {})
+    _check_size(encoded, resolve_max_payload_bytes(cap), field)
+    return encoded
 
 
 def _check_options(
@@ -86,6 +121,7 @@ def add_job_params(
     job_key_mode: str | jobs.JobKeyMode | None = None,
     priority: int | None = None,
     flags: Sequence[str] | None = None,
+    payload_cap: int | None = None,
 ) -> dict[str, Any]:
     _check_options(
         task,
@@ -99,7 +135,7 @@ def add_job_params(
     mode = jobs.validate_job_key_mode(job_key_mode) if job_key_mode is not None else jobs.JobKeyMode.REPLACE
     return {
         "identifier": task,
-        "payload": _json_payload(payload),
+        "payload": _json_payload(payload, cap=payload_cap),
         "queue_name": queue_name,
         "run_at": run_at,
         "max_attempts": max_attempts,
@@ -110,7 +146,9 @@ def add_job_params(
     }
 
 
-def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> dict[str, Any]:
+def add_jobs_params(
+    specs: Sequence[JobSpec], job_key_preserve_run_at: bool, payload_cap: int | None = None
+) -> dict[str, Any]:
     """The specs as one JSON array, encoded once (the payloads are checked by that same encoding)."""
     items = []
     for s in specs:
@@ -139,8 +177,13 @@ def add_jobs_params(specs: Sequence[JobSpec], job_key_preserve_run_at: bool) -> 
         encoded = _STRICT_JSON.encode(items)
     except (TypeError, ValueError):
         for i, s in enumerate(specs):  # name the spec that cannot be encoded
-            _json_payload(s.payload, field=f"specs[{i}].payload")
+            _json_payload(s.payload, field=f"specs[{i}].payload", cap=0)
         raise
+    cap = resolve_max_payload_bytes(payload_cap)
+    if cap and len(encoded) > cap:
+        # Under the cap in total means every payload is: only then is each one encoded on its own.
+        for i, s in enumerate(specs):
+            _json_payload(s.payload, field=f"specs[{i}].payload", cap=cap)
     return {"specs": encoded, "job_key_preserve_run_at": job_key_preserve_run_at}
 
 
@@ -159,9 +202,13 @@ def _job(row: dict[str, Any]) -> Job:
 class WorkerUtils:
     """Enqueue and administer jobs: ``async with WorkerUtils(url) as utils: await utils.add_job(...)``."""
 
-    def __init__(self, database_url: str | None = None, schema: str | None = None) -> None:
+    def __init__(
+        self, database_url: str | None = None, schema: str | None = None, *, max_payload_bytes: int | None = None
+    ) -> None:
         self.database_url = db.resolve_database_url(database_url)
         self.schema = db.resolve_schema(schema)
+        self.max_payload_bytes = resolve_max_payload_bytes(max_payload_bytes)
+        """Enqueued payloads above this many bytes of JSON are refused (0: no cap)."""
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
 
@@ -223,6 +270,7 @@ class WorkerUtils:
             job_key_mode=job_key_mode,
             priority=priority,
             flags=flags,
+            payload_cap=self.max_payload_bytes,
         )
         rows = await self._on(connection, "add_job", params)
         return _added(rows[0])
@@ -238,7 +286,8 @@ class WorkerUtils:
         specs = list(specs)
         if not specs:
             return []
-        rows = await self._on(connection, "add_jobs", add_jobs_params(specs, job_key_preserve_run_at))
+        params = add_jobs_params(specs, job_key_preserve_run_at, self.max_payload_bytes)
+        rows = await self._on(connection, "add_jobs", params)
         if len(specs) >= ANALYZE_THRESHOLD:
             await self._on(connection, "analyze_jobs", None)
         return [_added(r) for r in rows]
@@ -425,8 +474,10 @@ class SyncWorkerUtils:
     ``add_jobs`` also accept a synchronous psycopg connection, to enqueue in your own transaction.
     """
 
-    def __init__(self, database_url: str | None = None, schema: str | None = None) -> None:
-        self._async = WorkerUtils(database_url, schema)
+    def __init__(
+        self, database_url: str | None = None, schema: str | None = None, *, max_payload_bytes: int | None = None
+    ) -> None:
+        self._async = WorkerUtils(database_url, schema, max_payload_bytes=max_payload_bytes)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jobworker-sync-utils", daemon=True)
         self._thread.start()
@@ -452,7 +503,8 @@ class SyncWorkerUtils:
         self, task: str, payload: Any = None, *, connection: psycopg.Connection[Any] | None = None, **options: Any
     ) -> AddedJob:
         if connection is not None:
-            return _added(_sync_rows(connection, self._async.q("add_job"), add_job_params(task, payload, **options))[0])
+            params = add_job_params(task, payload, payload_cap=self._async.max_payload_bytes, **options)
+            return _added(_sync_rows(connection, self._async.q("add_job"), params)[0])
         return self._call(self._async.add_job, task, payload, **options)
 
     def add_jobs(
@@ -467,7 +519,8 @@ class SyncWorkerUtils:
             return self._call(self._async.add_jobs, specs, job_key_preserve_run_at=job_key_preserve_run_at)
         if not specs:
             return []
-        rows = _sync_rows(connection, self._async.q("add_jobs"), add_jobs_params(specs, job_key_preserve_run_at))
+        params = add_jobs_params(specs, job_key_preserve_run_at, self._async.max_payload_bytes)
+        rows = _sync_rows(connection, self._async.q("add_jobs"), params)
         if len(specs) >= ANALYZE_THRESHOLD:
             _sync_rows(connection, self._async.q("analyze_jobs"), None)
         return [_added(r) for r in rows]

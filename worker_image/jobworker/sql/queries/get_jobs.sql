@@ -1,6 +1,8 @@
 -- Claim up to %(limit)s jobs in one statement: priority then run_at order, only the tasks this worker
 -- knows, no forbidden flag, and at most one job per named queue whose queue row is free, so named
 -- queues stay serial. Claiming counts the attempt and locks the job (and its queue) to the worker.
+-- The payload comes back as text, decoded later inside its own job: a payload PostgreSQL accepts but
+-- Python cannot decode (nested 2,000 deep, or huge) then fails that job alone, not the whole claim.
 -- One ordered walk of jobs_main_index serves queued and unqueued jobs alike, whatever the table size.
 with free_queues as (
   select q.id
@@ -48,7 +50,7 @@ update __SCHEMA__._private_jobs j
 set attempts = j.attempts + 1, locked_at = now(), locked_by = %(worker_id)s
 from picked
 where j.id = picked.id
-returning j.id, j.task_id, j.job_queue_id, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
+returning j.id, j.task_id, j.job_queue_id, j.payload::text as payload, j.priority, j.run_at, j.attempts, j.max_attempts,
           j.key, j.flags, j.created_at,
           -- Names as the database has them now, not as this worker cached them at start-up.
           (select t.identifier from __SCHEMA__._private_tasks t where t.id = j.task_id) as task_identifier,
