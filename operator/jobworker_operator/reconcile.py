@@ -91,6 +91,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
 
     live, foreign = apply.split_owned(await apply.live_children(rt.api, namespace, pool.name), pool.uid)
     problems = [p for p in [rt.stats_problem.get((namespace, name))] if p]
+    if names.SCHEDULER in plan.components(pool) and (bad := render.schedules_problem(pool)):
+        problems.append(bad)
     if step.rollout:
         desired = render.children(pool, plan.components(pool), worker_replicas=replicas)
         live, apply_problems = await apply.sync(rt.api, desired, live)

@@ -14,7 +14,11 @@ from jobworker_operator.render.receiver import (
     render_receiver_service,
     render_schedule_sync_job,
 )
-from jobworker_operator.render.scheduler import render_scheduler_deployment, render_schedules_configmap
+from jobworker_operator.render.scheduler import (
+    render_scheduler_deployment,
+    render_schedules_configmap,
+    schedules_problem,
+)
 from jobworker_operator.render.worker_deployment import render_worker_deployment
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "render_service_monitor",
     "render_sweep_cronjob",
     "render_worker_deployment",
+    "schedules_problem",
 ]
 
 

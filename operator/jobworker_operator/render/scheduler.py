@@ -18,6 +18,18 @@ def schedules_document(pool: Pool) -> str:
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 
 
+def schedules_problem(pool: Pool) -> str | None:
+    """What the scheduler would refuse in the rendered file (an unknown time zone, a cron that cannot fire),
+    found by its own parser so that it shows in the pool's status instead of a crash-looping pod."""
+    from jobworker import crontab, errors
+
+    try:
+        crontab.parse_schedules(json.loads(schedules_document(pool)), where="spec.scheduler.schedules")
+    except errors.ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
 def schedules_checksum(pool: Pool) -> str:
     return hashlib.sha256(schedules_document(pool).encode()).hexdigest()
 
