@@ -26,7 +26,7 @@ FUTURE = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
 def test_migrate_installs_once_then_does_nothing(empty_db_url: str) -> None:
     first = jobworker(empty_db_url, "--json", "migrate").json()
     assert first["installed"] is True
-    assert first["applied"] == ["graphile 19", "jobworker 1"]
+    assert first["applied"] == ["graphile 19", "graphile 20", "jobworker 1", "jobworker 2"]
     again = jobworker(empty_db_url, "migrate").ok()
     assert "already up to date" in again.stdout
 

@@ -50,7 +50,12 @@ def _exchange_jobs(node: NodeEnv, url: str) -> None:
 
 def test_python_migrates_first_then_both_runtimes_run_each_others_jobs(node: NodeEnv, empty_db_url: str) -> None:
     url = empty_db_url
-    assert jobworker(url, "--json", "migrate").json()["applied"] == ["graphile 19", "jobworker 1"]
+    assert jobworker(url, "--json", "migrate").json()["applied"] == [
+        "graphile 19",
+        "graphile 20",
+        "jobworker 1",
+        "jobworker 2",
+    ]
     schema_only = node.graphile_worker(url, "--schema-only")
     assert schema_only.code == 0, schema_only.describe()
     _exchange_jobs(node, url)
@@ -61,35 +66,36 @@ def test_node_migrates_first_then_python_migrates_and_both_run(node: NodeEnv, em
     schema_only = node.graphile_worker(url, "--schema-only")
     assert schema_only.code == 0, schema_only.describe()
     migrated = jobworker(url, "--json", "migrate").json()
-    assert migrated["installed"] is False and migrated["applied"] == ["jobworker 1"]
-    # the shared table keeps exactly graphile-worker's ids; jobworker's own are in jobworker_migrations
-    assert [r["id"] for r in sql(url, "select id from graphile_worker.migrations order by id")] == list(range(1, 20))
-    assert [r["id"] for r in sql(url, "select id from graphile_worker.jobworker_migrations")] == [1]
+    assert migrated["installed"] is False and migrated["applied"] == ["graphile 20", "jobworker 1", "jobworker 2"]
+    # the shared table keeps exactly graphile-worker's ids (0.18's 20 included); jobworker's own are in
+    # jobworker_migrations
+    assert [r["id"] for r in sql(url, "select id from graphile_worker.migrations order by id")] == list(range(1, 21))
+    assert [r["id"] for r in sql(url, "select id from graphile_worker.jobworker_migrations")] == [1, 2]
     _exchange_jobs(node, url)
 
 
 def test_newer_breaking_migration_is_refused_by_both_and_non_breaking_tolerated(node: NodeEnv, db_url: str) -> None:
     url = db_url
     job_id = jobworker(url, "--json", "add", "record").json()["id"]
-    sql(url, "insert into graphile_worker.migrations (id, breaking) values (20, true)")
+    sql(url, "insert into graphile_worker.migrations (id, breaking) values (21, true)")
 
     # graphile-worker sets exit code 57 (its CLI's catch-all then turns that into 1, so check both).
     refused = node.run_once(url)
     assert refused.code == 57, refused.describe()
-    assert "includes breaking migration 20" in refused.stderr
+    assert "includes breaking migration 21" in refused.stderr
     cli = node.graphile_worker(url, "--schema-only")
-    assert cli.code != 0 and "includes breaking migration 20" in cli.stderr, cli.describe()
+    assert cli.code != 0 and "includes breaking migration 21" in cli.stderr, cli.describe()
     for args in (["migrate"], ["worker", "--tasks", TASKS, "--once"]):
         result = jobworker(url, *args)
         assert result.code == 4, result.describe()
         [line] = result.stderr.strip().splitlines()
-        assert line.startswith("error: ") and "migration 20, which is breaking and newer" in line
+        assert line.startswith("error: ") and "migration 21, which is breaking and newer" in line
     assert done_counts(url) == {} and [r["id"] for r in jobs(url)] == [job_id]
 
-    sql(url, "update graphile_worker.migrations set breaking = false where id = 20")
+    sql(url, "update graphile_worker.migrations set breaking = false where id = 21")
     tolerated = node.graphile_worker(url, "--schema-only")
     assert tolerated.code == 0, tolerated.describe()
-    assert "revision 20" in tolerated.stdout + tolerated.stderr  # Node warns and continues
+    assert "revision 21" in tolerated.stdout + tolerated.stderr  # Node warns and continues
     assert jobworker(url, "migrate").code == 0
     node_job = node.add_jobs(url, [{"task": "record", "payload": {"from": "node"}}])[0]["id"]
     assert jobworker(url, "--json", "worker", "--tasks", TASKS, "--once").json() == {"processed": 2}

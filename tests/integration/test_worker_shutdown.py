@@ -228,7 +228,7 @@ async def test_run_once_returns_how_many_jobs_ran(utils: WorkerUtils, db_url: st
 
 
 async def test_a_failed_start_raises_one_database_error_and_closes_the_pool(db_url: str) -> None:
-    await fetch(db_url, "drop function graphile_worker.worker_heartbeat(text, jsonb)")
+    await fetch(db_url, "drop function graphile_worker.worker_heartbeat(text, json)")
 
     @define_job("never_runs", payload=dict)
     async def never_runs(payload: dict[str, Any], ctx: JobContext) -> None:

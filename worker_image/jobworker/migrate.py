@@ -1,8 +1,11 @@
 """Install and upgrade the schema.
 
-The shared ``migrations`` table holds exactly graphile-worker's ids (1..19 for 0.17); jobworker's own
-additions are recorded in ``jobworker_migrations`` so the two numberings never clash. Migrators
-serialise on an advisory lock, so any number of them may start at once.
+The shared ``migrations`` table holds exactly graphile-worker's ids: 1..19 of 0.17, and 0.18's 20 when
+no id of 20 or more is there yet (graphile_worker_rs numbers its own 20..22, and every runtime skips the
+ids at or below the newest recorded one). jobworker's own additions are recorded in
+``jobworker_migrations`` so the two numberings never clash. jobworker migrators serialise on an
+advisory lock, so any number of them may start at once; other runtimes' migrators meet them on the
+shared table's primary key, as graphile-worker's own concurrent migrators do.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import psycopg
 
 from jobworker import db, errors, sql
 
-GRAPHILE_LATEST = 19
-"""The newest graphile-worker migration this jobworker implements (graphile-worker 0.17)."""
+GRAPHILE_LATEST = 20
+"""The newest graphile-worker migration this jobworker implements (graphile-worker 0.18)."""
+GRAPHILE_INSTALL = 19
+"""The migration graphile_000019.sql installs the schema at, in one step."""
 
 _LOCK = "select pg_advisory_xact_lock(hashtext('jobworker.migrate:' || %(schema)s::text))"
 
@@ -54,17 +59,32 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_bre
     applied: list[str] = []
     installed = False
     graphile = await _graphile_version(conn, schema)
+    upgrades = dict(families["graphile"])
     if graphile is None:
-        for _, text in families["graphile"]:
-            await conn.execute(sql.render(text, schema))
-        graphile, installed = GRAPHILE_LATEST, True
-        applied.append(f"graphile {GRAPHILE_LATEST}")
-    elif graphile < GRAPHILE_LATEST:
-        raise errors.SchemaTooNewError(
-            f"schema {schema} is at graphile-worker migration {graphile}, older than the {GRAPHILE_LATEST} "
+        await conn.execute(sql.render(upgrades[GRAPHILE_INSTALL], schema))
+        graphile, installed = GRAPHILE_INSTALL, True
+        applied.append(f"graphile {GRAPHILE_INSTALL}")
+    elif graphile < GRAPHILE_INSTALL:
+        raise errors.SchemaTooOldError(
+            f"schema {schema} is at graphile-worker migration {graphile}, older than the {GRAPHILE_INSTALL} "
             "jobworker installs; upgrade it once with graphile-worker 0.17 (`npx graphile-worker@0.17 "
             "--schema-only`), then run jobworker migrate"
         )
+    for number in range(graphile + 1, GRAPHILE_LATEST + 1):
+        # Claim the id first, as graphile-worker's migrators do: a concurrent Node or Rust migrator
+        # that took it (committed or not) makes this insert wait, then do nothing, and we skip the step.
+        cur = await conn.execute(
+            sql.render(
+                "insert into __SCHEMA__.migrations (id, breaking) values (%(id)s, false) "
+                "on conflict (id) do nothing returning id",
+                schema,
+            ),
+            {"id": number},
+        )
+        if await cur.fetchone():
+            await conn.execute(sql.render(upgrades[number], schema))
+            applied.append(f"graphile {number}")
+        graphile = number
     await conn.execute(
         sql.render(
             "create table if not exists __SCHEMA__.jobworker_migrations "
@@ -90,7 +110,9 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_bre
                 f"{newest_known} this version knows; upgrade jobworker"
             )
     pending = [(n, text) for n, text in known if n > current]
-    if pending and not installed and not allow_breaking and any(_is_breaking(t) for _, t in pending):
+    # With no jobworker migration applied yet, no jobworker worker can be running here: the workers
+    # that are (Rust ones, on a schema graphile_worker_rs migrated) are not what a drain protects.
+    if pending and current and not allow_breaking and any(_is_breaking(t) for _, t in pending):
         active = await _active_workers(conn, schema)
         if active:
             raise BreakingMigrationPendingError(

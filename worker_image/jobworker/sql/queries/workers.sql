@@ -1,6 +1,7 @@
 -- name: heartbeat
 -- Register or refresh this worker; metadata carries its task identifiers so cleanup keeps them.
-select __SCHEMA__.worker_heartbeat(%(worker_id)s::text, %(metadata)s::jsonb)
+-- The shared function, with graphile_worker_rs's signature (text, json).
+select __SCHEMA__.worker_heartbeat(%(worker_id)s::text, %(metadata)s::json)
 -- name: deregister
 -- Remove this worker's row on a clean exit.
 select __SCHEMA__.worker_deregister(%(worker_id)s::text)
@@ -24,13 +25,16 @@ select pg_try_advisory_xact_lock(hashtext('jobworker.sweep:' || %(schema)s::text
 select id, extract(epoch from now() - last_heartbeat_at) as heartbeat_age_seconds,
        case when jsonb_typeof(metadata -> 'heartbeat_interval') = 'number'
             then (metadata ->> 'heartbeat_interval')::float8 end as heartbeat_interval
-from __SCHEMA__.get_stale_workers(%(threshold)s * interval '1 second')
+from __SCHEMA__._private_workers
+where id in (select worker_id from __SCHEMA__.list_stale_workers(%(threshold)s * interval '1 second'))
+order by last_heartbeat_at
 -- name: orphan_locks
 -- Lock holders with no registered worker whose locks are older than the threshold.
-select locked_by, job_count from __SCHEMA__.get_orphan_locks(%(threshold)s * interval '1 second')
+select locked_by, job_count from __SCHEMA__.jobworker_orphan_locks(%(threshold)s * interval '1 second')
 -- name: recover_worker_jobs
--- Unlock the jobs and queues of dead workers; the jobs run again after the recovery delay.
-select id from __SCHEMA__.recover_worker_jobs(%(worker_ids)s::text[], %(recovery_delay)s * interval '1 second') as r(id)
+-- Unlock the jobs and queues of dead workers; the jobs run again after the recovery delay, with the
+-- attempt the dead worker started still counted (graphile_worker_rs's recover_dead_worker_jobs refunds it).
+select id from __SCHEMA__.jobworker_recover_worker_jobs(%(worker_ids)s::text[], %(recovery_delay)s * interval '1 second') as r(id)
 -- name: delete_stale_workers
 -- Forget dead workers once their jobs are recovered.
 select __SCHEMA__.delete_stale_workers(%(worker_ids)s::text[])
