@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the operation failed (database unreachable, job not found, nothing matched);
 2 bad input (usage, configuration, payload); 3 a breaking migration is pending while workers run;
-4 the database schema is newer than this jobworker.
+4 the database schema is newer than this jobworker; 5 it is at a graphile-worker migration older than
+jobworker can upgrade from.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from jobworker.registry import load_registry
 from jobworker.settings import WorkerSettings
 from jobworker.worker_utils import CLEANUP_TASKS, WorkerUtils
 
-EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW = 1, 2, 3, 4
+EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD = 1, 2, 3, 4, 5
 STATES = ("all", "ready", "scheduled", "locked", "failed")
 
 
@@ -472,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _fail(exc, EXIT_BREAKING_PENDING, secrets)
     except errors.SchemaTooNewError as exc:
         code = _fail(exc, EXIT_SCHEMA_TOO_NEW, secrets)
+    except errors.SchemaTooOldError as exc:
+        code = _fail(exc, EXIT_SCHEMA_TOO_OLD, secrets)
     except (errors.ConfigurationError, errors.InvalidPayloadError, errors.UnknownTaskError) as exc:
         code = _fail(exc, EXIT_USAGE, secrets)
     except errors.JobworkerError as exc:

@@ -5,7 +5,8 @@ The tree, so callers can catch at the depth they act on::
     JobworkerError
     ├── ConfigurationError          bad option, env var or schedule; fix the input
     ├── DatabaseError               PostgreSQL unreachable or refused a statement
-    │   └── SchemaTooNewError       the database has a breaking migration this version does not know
+    │   ├── SchemaTooNewError       the database has a breaking migration this version does not know
+    │   └── SchemaTooOldError       the database is at a graphile-worker migration jobworker cannot upgrade from
     ├── InvalidPayloadError         a payload failed validation; permanent, never retried
     ├── UnknownTaskError            no job definition with that name in the registry
     ├── JobsNotConfiguredError      the noop provider: status 409, code jobs.not_configured
@@ -37,6 +38,10 @@ class DatabaseError(JobworkerError):
 
 class SchemaTooNewError(DatabaseError):
     """The database schema has a breaking migration newer than this jobworker knows; upgrade jobworker."""
+
+
+class SchemaTooOldError(DatabaseError):
+    """The database schema is at a graphile-worker migration older than jobworker can upgrade from."""
 
 
 class InvalidPayloadError(JobworkerError):
