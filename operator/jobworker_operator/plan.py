@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from jobworker_operator import names
 from jobworker_operator.model import Autoscaling, Pool
-from jobworker_operator.render.migration_job import EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW
+from jobworker_operator.render.migration_job import EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD
 
 
 def components(pool: Pool) -> frozenset[str]:
@@ -132,6 +132,14 @@ def migration_step(
             "Failed",
             reason="SchemaTooNew",
             message=f"the database schema is newer than image {pool.image}: {normal.message}",
+        )
+    if normal.exit_code == EXIT_SCHEMA_TOO_OLD:
+        return MigrationStep(
+            "Failed",
+            reason="SchemaTooOld",
+            message=f"schema {pool.schema} is at a graphile-worker migration older than 19, which jobworker "
+            "cannot upgrade from: run graphile-worker 0.17 once (npx graphile-worker@0.17 --schema-only), "
+            f"then delete Job {names.migrate_job(pool.name, digest)} to run it again ({normal.message})",
         )
     return MigrationStep(
         "Failed",

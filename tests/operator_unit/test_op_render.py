@@ -72,7 +72,7 @@ class TestRenderMigrationJob:
     def test_exit_codes_3_and_4_fail_the_job_at_once(self) -> None:
         (rule,) = render.render_migration_job(pool())["spec"]["podFailurePolicy"]["rules"]
         assert rule["action"] == "FailJob"
-        assert rule["onExitCodes"] == {"containerName": "migrate", "operator": "In", "values": [3, 4]}
+        assert rule["onExitCodes"] == {"containerName": "migrate", "operator": "In", "values": [3, 4, 5]}
 
     def test_breaking(self) -> None:
         job = render.render_migration_job(pool(), breaking=True)

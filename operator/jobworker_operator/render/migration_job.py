@@ -10,11 +10,13 @@ from jobworker_operator.render import common
 
 CONTAINER = "migrate"
 # contracts.md: migrate exits 3 when a breaking migration is pending while workers heartbeat, 4 when
-# the database schema is newer than the image. Retrying either is pointless, so a podFailurePolicy
+# the database schema is newer than the image, 5 when it is older than jobworker can upgrade from
+# (graphile-worker < 0.17). Retrying any of them is pointless, so a podFailurePolicy
 # fails the Job at once, and the Job's condition message carries the exit code — the operator has no
 # RBAC on pods, so this is how it learns the code.
 EXIT_BREAKING_PENDING = 3
 EXIT_SCHEMA_TOO_NEW = 4
+EXIT_SCHEMA_TOO_OLD = 5
 
 
 def render_migration_job(pool: Pool, *, breaking: bool = False) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def render_migration_job(pool: Pool, *, breaking: bool = False) -> dict[str, Any
                         "onExitCodes": {
                             "containerName": CONTAINER,
                             "operator": "In",
-                            "values": [EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW],
+                            "values": [EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD],
                         },
                     },
                 ],
