@@ -85,6 +85,10 @@ class Worker:
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
         self._writing = False
+        self._writing_ids: set[int] = set()
+        # Set when a lock of ours may be held by no running job: a claim or result write that failed
+        # mid-way (the claim may have committed with its reply lost), or a result the database refused.
+        self._stray_locks = False
         self._writes_done = 0
         self._background: list[asyncio.Task[None]] = []
         self._finisher: asyncio.Task[None] | None = None
@@ -191,14 +195,20 @@ class Worker:
             writes_before = self._writes_done
             if free > 0:
                 try:
+                    if self._stray_locks and self._refill is None:
+                        await self._release_stray_locks()
                     claimed = await self._fill(free)
                     backoff = 0.1
                 except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+                    # The claim may have committed and only its reply been lost: its jobs would stay locked
+                    # to us, running nowhere, for as long as we heartbeat. The next claim releases them.
+                    self._stray_locks = True
                     log.warning("claim failed (%s); retrying in %.1fs", db._one_line(exc), backoff)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 except Exception:
+                    self._stray_locks = True
                     # A bug or a surprise must not kill the worker after a claim committed: that would crash
                     # loop on the same jobs, burning an attempt of each one every time.
                     log.exception("unexpected error while claiming; retrying in %.1fs", backoff)
@@ -255,11 +265,26 @@ class Worker:
             if len(self._local) > before:
                 self._wake.set()
         except (psycopg.Error, errors.DatabaseError, OSError) as exc:
+            self._stray_locks = True
             log.warning("claim failed (%s)", db._one_line(exc))
         except Exception:
+            self._stray_locks = True
             log.exception("unexpected error while claiming ahead")
         finally:
             self._refill = None
+
+    async def _release_stray_locks(self) -> None:
+        """Give back the jobs locked to us that run nowhere here (see release_stray_locks.sql)."""
+        held = set(self._running) | {row["id"] for row in self._local} | self._writing_ids
+        held.update(r.job_id for r in self._results)
+        rows = await self._fetch("release_stray_locks", {"worker_id": self.worker_id, "held": list(held)})
+        self._stray_locks = False
+        if rows:
+            log.warning(
+                "released %d job(s) locked to this worker but running nowhere (a claim reply or a result was lost): %s",
+                len(rows),
+                ", ".join(str(r["id"]) for r in rows),
+            )
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         if limit <= 0 or not self._task_ids:
@@ -377,6 +402,7 @@ class Worker:
             batch, self._results = self._results, []
             if not batch:
                 continue
+            self._writing_ids = {r.job_id for r in batch}
             self._writing = True  # shutdown waits for this write, not only for the queue to empty
             try:
                 await self._write_results(batch)
@@ -407,22 +433,50 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._writing = False
+                self._writing_ids = set()
 
     async def _write_one_by_one(self, batch: list[_Result]) -> None:
         for position, result in enumerate(batch):
             try:
                 await self._write_results([result])
             except (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError) as exc:
-                log.error(
-                    "job %s: the database refused its result (%s); the stale-worker sweep will recover it",
-                    result.job_id,
-                    db._one_line(exc),
-                )
+                # Refused twice (together, then alone). The sweep never recovers a live worker's job, so
+                # never leave it locked: record a plain failure that names the refusal, else hand it back.
+                await self._write_refused(result, db._one_line(exc))
             except (psycopg.Error, errors.DatabaseError, OSError):
                 # The connection went away mid-way: the rest goes back to the normal retry path.
                 self._results = batch[position:] + self._results
                 self._results_ready.set()
                 return
+
+    async def _write_refused(self, result: _Result, reason: str) -> None:
+        fallback = _Result(
+            result.job_id,
+            result.task,
+            error=_storable(
+                f"the database refused this job's result ({reason}); original: {result.error or 'success'}"
+            )[:2000],
+        )
+        for attempt in (fallback, _Result(result.job_id, result.task, returned=True)):
+            try:
+                await self._write_results([attempt])
+            except (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError) as exc:
+                reason = db._one_line(exc)
+                continue
+            except (psycopg.Error, errors.DatabaseError, OSError):
+                self._record(result)  # the connection went away: the normal retry path takes it again
+                return
+            log.error(
+                "job %s (%s): the database refused its result (%s); %s instead",
+                result.job_id,
+                result.task,
+                reason,
+                "recorded a failure" if attempt is fallback else "returned the job to the queue",
+            )
+            return
+        # Even the return was refused: the next claim releases it (release_stray_locks).
+        log.error("job %s (%s): every write of its result was refused (%s)", result.job_id, result.task, reason)
+        self._stray_locks = True
 
     async def _write_results(self, batch: list[_Result]) -> None:
         done = [r for r in batch if r.error is None and not r.returned]

@@ -1,0 +1,97 @@
+"""A TCP proxy for fault injection between a client and PostgreSQL, on loopback, in the test's event loop.
+
+- ``drop_reply_containing(marker)``: the first server-to-client chunk holding ``marker`` is never delivered,
+  and that connection is closed: a reply lost after the statement committed.
+- ``freeze()``: stop forwarding in both directions without closing anything (no RST, no FIN), as a
+  half-open connection or a partition looks to both ends; ``thaw()`` resumes new connections only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import psycopg
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._drop: bytes | None = None
+        self.dropped = 0
+        self.frozen = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def to_database(cls, url: str) -> TcpProxy:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+        proxy = cls(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+        await proxy.start()
+        return proxy
+
+    def url(self, url: str) -> str:
+        """``url`` pointed at this proxy."""
+        return psycopg.conninfo.make_conninfo(url, host="127.0.0.1", port=self.port, sslmode="disable")
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def drop_reply_containing(self, marker: bytes) -> None:
+        self._drop = marker
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.frozen:
+            self._writers.add(writer)  # accepted, never answered: a connect that hangs
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        for coro in (self._pump(reader, up_writer, upstream=True), self._pump(up_reader, writer, upstream=False)):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                while self.frozen:
+                    await asyncio.sleep(0.05)  # hold the bytes: nothing arrives, nothing is refused
+                if not upstream and self._drop is not None and self._drop in data:
+                    self._drop = None
+                    self.dropped += 1
+                    writer.transport.abort()
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
