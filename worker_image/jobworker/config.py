@@ -87,6 +87,8 @@ class JobsConfig:
 
     provider: Provider = "noop"
     database_url: str | None = None
+    worker_database_url: str | None = None
+    """Where workers connect (LISTEN needs a session, which a transaction pooler cannot give); else database_url."""
     schema: str | None = None
     qstash: QStashConfig | None = None
 
@@ -103,5 +105,10 @@ class JobsConfig:
             url = env.get("DATABASE_URL") or None
             if url is None:
                 raise errors.ConfigurationError("JOBS_PROVIDER=graphile needs DATABASE_URL (a postgresql:// URL)")
-            return cls(provider=provider, database_url=url, schema=env.get("JOBWORKER_SCHEMA") or None)
+            return cls(
+                provider=provider,
+                database_url=url,
+                worker_database_url=env.get("WORKER_DATABASE_URL") or None,
+                schema=env.get("JOBWORKER_SCHEMA") or None,
+            )
         return cls(provider=provider)

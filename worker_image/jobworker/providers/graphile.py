@@ -16,5 +16,7 @@ def build_queue(config: JobsConfig) -> GraphileJobQueue:
 
 
 def build_runtime(config: JobsConfig, registry: JobRegistry, settings: WorkerSettings | None = None) -> Worker:
-    """A Worker on the same database; ``await worker.run()`` until ``worker.stop()``."""
-    return Worker(registry, database_url=config.database_url, schema=config.schema, settings=settings)
+    """A Worker on the same database (through ``worker_database_url`` when set, as ``jobworker worker``
+    does); ``await worker.run()`` until ``worker.stop()``."""
+    url = config.worker_database_url or config.database_url
+    return Worker(registry, database_url=url, schema=config.schema, settings=settings)
