@@ -22,6 +22,8 @@ class TcpProxy:
         self._drop: bytes | None = None
         self.dropped = 0
         self.frozen = False
+        self._thawed = asyncio.Event()
+        self._thawed.set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -56,9 +58,11 @@ class TcpProxy:
 
     def freeze(self) -> None:
         self.frozen = True
+        self._thawed.clear()
 
     def thaw(self) -> None:
         self.frozen = False
+        self._thawed.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.frozen:
@@ -81,8 +85,8 @@ class TcpProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                while self.frozen:
-                    await asyncio.sleep(0.05)  # hold the bytes: nothing arrives, nothing is refused
+                # Frozen: hold the bytes, so nothing arrives and nothing is refused.
+                await self._thawed.wait()
                 if not upstream and self._drop is not None and self._drop in data:
                     self._drop = None
                     self.dropped += 1
