@@ -70,6 +70,10 @@ def _wait(what: str, check: Any, timeout: float, interval: float = 0.2) -> Any:
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _node_gateway() -> str:
+    return str(sys.modules["jobworker_hack_node"].GATEWAY)
+
+
 def _schema_ready(url: str) -> bool:
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
@@ -161,7 +165,7 @@ def _one(kubeconfig: Path, pg: Any, i: int) -> dict[str, Any]:
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f'create database "{database}"')  # type: ignore[arg-type]
     host_url = pg.url_for(database)
-    pod_url = host_url.replace("@127.0.0.1:", f"@{sys.modules['jobworker_hack_node'].GATEWAY}:")
+    pod_url = host_url.replace("@127.0.0.1:", f"@{_node_gateway()}:")
     _kubectl(kubeconfig, "create", "namespace", namespace)
     _kubectl(kubeconfig, "wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=60s")
     secret = {

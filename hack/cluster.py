@@ -78,19 +78,24 @@ def missing_binaries(bin_dir: Path, *, real_node: bool = False) -> list[str]:
     return [name for name in names if not os.access(bin_dir / name, os.X_OK)]
 
 
-def load_node_module() -> Any:
-    """hack/node.py (the real kubelet node), loaded by path like this module is by the tests."""
+def load_hack_module(file: str) -> Any:
+    """A sibling module of hack/ (node.py, images.py), loaded by path as the tests load this one."""
     import importlib.util
 
-    name = "jobworker_hack_node"
+    name = f"jobworker_hack_{Path(file).stem}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HACK_DIR / "node.py")
+    spec = importlib.util.spec_from_file_location(name, HACK_DIR / file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+def load_node_module() -> Any:
+    """hack/node.py: the real kubelet node."""
+    return load_hack_module("node.py")
 
 
 def build_binaries(timeout: float = 3600, *, show_progress: bool = False) -> Path:
@@ -990,18 +995,8 @@ def stop_dev_postgres(workdir: Path) -> None:
 
 
 def load_images_module() -> Any:
-    """hack/images.py (builds the images with docker or buildah, cached by their inputs)."""
-    import importlib.util
-
-    name = "jobworker_hack_images"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HACK_DIR / "images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """hack/images.py: builds the images with docker or buildah, cached by their inputs."""
+    return load_hack_module("images.py")
 
 
 EXAMPLE_TAG = "jobworker-example:dev"

@@ -1,5 +1,11 @@
 """Fixtures for the e2e tests: a real local Kubernetes control plane (hack/cluster.py).
 
+Two clusters, two kinds of node:
+  * ``cluster``/``kubectl``: kwok's fake node only. test_cluster, test_chart, test_monitoring, test_operator
+    (the operator as a local process): validation, RBAC, many pools, status and scaling logic.
+  * ``node_cluster``/``node_kubectl`` (node_fixtures.py): a real kubelet node beside kwok's. test_real_node
+    and test_readme_path: the images, the operator in-cluster, and every pod it renders, run for real.
+
 Environment:
   JOBWORKER_REQUIRE_CLUSTER=1  build the binaries if missing, and fail (never skip) when the cluster
                                cannot be started. CI sets this.

@@ -33,7 +33,6 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HACK_DIR = REPO_ROOT / "hack"
 NODE_APP_DIR = Path(__file__).resolve().parent / "node_app"
 OPERATOR_NAMESPACE = "jobworker-system"
 WORKER_IMAGE = "jobworker:dev"
@@ -46,21 +45,11 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _load(name: str, file: str) -> Any:
-    import importlib.util
-
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HACK_DIR / file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def node_lib() -> Any:
-    return _load("jobworker_hack_node", "node.py")
+    """hack/node.py, loaded by hack/cluster.py like the tests load that one."""
+    from conftest import cluster_lib
+
+    return cluster_lib.load_node_module()
 
 
 def _unavailable(reason: str) -> None:
