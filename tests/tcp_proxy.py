@@ -30,7 +30,7 @@ class TcpProxy:
     @classmethod
     async def to_database(cls, url: str) -> TcpProxy:
         info = psycopg.conninfo.conninfo_to_dict(url)
-        proxy = cls(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+        proxy = cls(str(info.get("host", "127.0.0.1")), int(str(info.get("port") or 5432)))
         await proxy.start()
         return proxy
 

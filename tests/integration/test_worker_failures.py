@@ -351,3 +351,20 @@ async def test_a_huge_retry_delay_is_capped_and_does_not_block_other_results(uti
     assert left.state == "scheduled" and left.locked_at is None
     assert left.run_at > datetime.now(UTC) + timedelta(days=365 * 9)
     assert "RetryJob" in (left.last_error or "")
+
+
+async def test_a_huge_negative_retry_delay_retries_now_instead_of_leaving_the_job_locked(
+    utils: WorkerUtils, db_url: str
+) -> None:
+    attempts: list[int] = []
+
+    @define_job("past", payload=dict)
+    async def past(payload: dict[str, Any], ctx: JobContext) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RetryJob(delay=timedelta.min)
+
+    job = await utils.add_job("past")
+    async with running(make_worker(db_url, past)):
+        await eventually(lambda: job_row(db_url, job.id), lambda r: r is None, within=10, what="retried and completed")
+    assert attempts == [1, 2]

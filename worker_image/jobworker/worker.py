@@ -369,8 +369,9 @@ class Worker:
         except errors.PermanentJobError as exc:
             return _Result(job_id, task_name, error=_describe(exc), permanent=True)
         except errors.RetryJob as exc:
-            # Capped so run_at stays a valid timestamp whatever delay the handler asks for.
-            delay = min(exc.delay.total_seconds(), MAX_RETRY_DELAY_SECONDS)
+            # Clamped at both ends so run_at stays a valid timestamp whatever delay the handler asks for: a
+            # huge negative delay was refused by the database and left the job locked. Negative means now.
+            delay = max(0.0, min(exc.delay.total_seconds(), MAX_RETRY_DELAY_SECONDS))
             return _Result(job_id, task_name, error=_describe(exc), delay=delay)
         except Exception as exc:
             if signal.is_set() and (self._stopping or self._fenced):
