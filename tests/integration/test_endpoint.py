@@ -176,7 +176,11 @@ async def test_asgi_adapter_serves_the_same_rules() -> None:
         assert ok.status_code == 200
         unsigned = await client.post("/jobs/v1/jobs/run/greet", content=GOOD)
         assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (401, "jobs.invalid_signature")
-        big = await client.post("/jobs/v1/jobs/run/greet", content=b"x" * 2000, headers={"Upstash-Signature": "x"})
+        big_unsigned = await client.post("/jobs/v1/jobs/run/greet", content=b"x" * 2000)
+        assert big_unsigned.status_code == 401  # the signature comes first
+        big = await client.post(
+            "/jobs/v1/jobs/run/greet", content=b"x" * 2000, headers={"Upstash-Signature": signature(CURRENT, url, b"")}
+        )
         assert big.status_code == 489
         doomed_url = f"{base}/v1/jobs/run/doomed"
         doomed = await client.post(

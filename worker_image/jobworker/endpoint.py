@@ -4,13 +4,15 @@
 app with ``app.add_subapp("/jobs", create_app(...))``); ``asgi_app`` serves the same routes to an ASGI
 framework. Both hand each request to one ``Receiver``, so the rules below hold under either:
 
-* the signature is checked before anything else, with PyJWT directly (HS256; the current key, then
-  the next key only when the signature itself does not match; then ``iss``, ``exp``/``nbf`` with a
-  small clock tolerance, ``sub`` against QSTASH_CALLBACK_URL plus the path, and the body hash);
+* at most ``max_concurrency`` deliveries are handled at once; the next gets 503 with Retry-After at once;
+* the signature is checked before a byte of the body is read, with PyJWT directly (HS256; the current
+  key, then the next key only when the signature itself does not match; then ``iss``, ``exp``/``nbf``
+  with a small clock tolerance, and ``sub`` against QSTASH_CALLBACK_URL plus the path). Only then is
+  the body streamed through SHA-256, within ``body_timeout``, and checked against the ``body`` claim;
 * 401 for a bad signature; 489 with ``Upstash-NonRetryable-Error: true`` when retrying cannot help
-  (unknown job, invalid payload, attempts exhausted, PermanentJobError); 503 with Retry-After for
-  RetryJob; 500 for other failures, which QStash retries; 200 on success;
-* a body over ``max_body_bytes`` gets 489 (retrying cannot shrink it) and is never read into memory.
+  (unknown job, invalid payload, attempts exhausted, PermanentJobError, a body over ``max_body_bytes``);
+  408 when the body does not arrive within ``body_timeout``; 503 with Retry-After for RetryJob; 500 for
+  other failures, which QStash retries; 200 on success.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import hmac
 import json
 import logging
 import math
+import os
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import jwt
 import prometheus_client
 from aiohttp import web
@@ -36,11 +40,17 @@ from multidict import CIMultiDict
 
 from jobworker import errors, metrics
 from jobworker.config import QStashConfig
+from jobworker.durations import parse_duration
 from jobworker.jobs import AbortSignal, JobContext
 from jobworker.registry import JobRegistry, load_registry
 
 log = logging.getLogger("jobworker.endpoint")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_CONCURRENCY = 64
+"""Deliveries handled at once by one process (env JOBWORKER_MAX_CONCURRENCY); QStash retries the rest."""
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds a signed request gets to send its body (env JOBWORKER_BODY_TIMEOUT)."""
+BUSY_RETRY_AFTER = 1
 DEFAULT_CLOCK_TOLERANCE = 5.0
 """Seconds of clock skew allowed on exp and nbf."""
 NON_RETRYABLE = 489
@@ -58,17 +68,28 @@ class SignatureVerifier:
         self.keys = [("QSTASH_CURRENT_SIGNING_KEY", current_key), ("QSTASH_NEXT_SIGNING_KEY", next_key)]
         self.clock_tolerance = clock_tolerance
 
-    def verify(self, token: str, body: bytes, url: str) -> dict[str, Any]:
+    def authenticate(self, token: str, url: str) -> dict[str, Any]:
+        """Everything that does not need the body: key, algorithm, iss, exp, nbf, sub, a string body claim."""
         claims = self._decode(token)
         if claims.get("sub") != url:
             raise errors.InvalidJobSignatureError(f"signature is for {claims.get('sub')!r}, not {url!r}")
-        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=")
-        claimed = claims.get("body")
-        if not isinstance(claimed, str):
+        if not isinstance(claims.get("body"), str):
             raise errors.InvalidJobSignatureError("signature's 'body' claim is not a string")
+        return claims
+
+    @staticmethod
+    def check_body(claims: Mapping[str, Any], sha256: bytes) -> None:
+        """The body claim against the SHA-256 of the body as received."""
+        digest = base64.urlsafe_b64encode(sha256).rstrip(b"=")
+        claimed = str(claims["body"]).encode("utf-8", "surrogatepass").rstrip(b"=")
         # Compare bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, hence a 500).
-        if not hmac.compare_digest(claimed.encode("utf-8", "surrogatepass").rstrip(b"="), digest):
+        if not hmac.compare_digest(claimed, digest):
             raise errors.InvalidJobSignatureError("signature's body hash does not match the request body")
+
+    def verify(self, token: str, body: bytes, url: str) -> dict[str, Any]:
+        """``authenticate`` and ``check_body`` for a body already in memory."""
+        claims = self.authenticate(token, url)
+        self.check_body(claims, hashlib.sha256(body).digest())
         return claims
 
     def _decode(self, token: str) -> dict[str, Any]:
@@ -100,6 +121,9 @@ class SignatureVerifier:
                 raise errors.InvalidJobSignatureError("signature algorithm is not HS256") from None
             except jwt.InvalidTokenError as exc:
                 raise errors.InvalidJobSignatureError(f"Upstash-Signature is not a valid JWT: {exc}") from None
+            except (ArithmeticError, TypeError, ValueError) as exc:
+                # PyJWT lets a few through, e.g. int(exp) of 1e400 (OverflowError): still a bad token, not a 500.
+                raise errors.InvalidJobSignatureError(f"Upstash-Signature has an invalid claim: {exc}") from None
         names = " or ".join(name for name, _ in self.keys)
         raise errors.InvalidJobSignatureError(f"signature does not match {names}")
 
@@ -119,8 +143,15 @@ def _permanent(code: str, message: str) -> Reply:
     return _error(NON_RETRYABLE, code, message, **{"Upstash-NonRetryable-Error": "true"})
 
 
+class BodyIncomplete(Exception):
+    """The client went away before sending the whole body."""
+
+
+Chunks = AsyncIterator[bytes]
+
+
 class Receiver:
-    """Verify, route, validate and run one delivery. Framework-free, so aiohttp and ASGI share it."""
+    """Bound, verify, read, route, validate and run one delivery. Framework-free, so aiohttp and ASGI share it."""
 
     def __init__(
         self,
@@ -129,18 +160,28 @@ class Receiver:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         if not config.current_signing_key or not config.next_signing_key or not config.callback_url:
             raise errors.ConfigurationError(
                 "the job endpoint needs QSTASH_CURRENT_SIGNING_KEY, QSTASH_NEXT_SIGNING_KEY and QSTASH_CALLBACK_URL"
             )
+        if max_concurrency < 1:
+            raise errors.ConfigurationError(f"max_concurrency: {max_concurrency!r} must be at least 1")
+        if body_timeout <= 0:
+            raise errors.ConfigurationError(f"body_timeout: {body_timeout!r} must be greater than 0 seconds")
         self.registry = registry
         self.config = config
         self.max_body_bytes = max_body_bytes
+        self.max_concurrency = max_concurrency
+        self.body_timeout = body_timeout
         self.verifier = SignatureVerifier(
             config.current_signing_key, config.next_signing_key, clock_tolerance=clock_tolerance
         )
         self.running: set[AbortSignal] = set()
+        self.active = 0
+        """Deliveries being handled now, from the first header to the reply."""
 
     def too_large(self) -> Reply:
         # Not 413: QStash retries every status but 2xx and 489, and a body this size never gets smaller.
@@ -150,20 +191,66 @@ class Receiver:
         for signal in list(self.running):
             signal.fire("endpoint is shutting down")
 
-    async def deliver(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
-        reply = await self._deliver(name, headers, body)
+    async def handle(self, name: str, headers: Mapping[str, str], content_length: int | None, chunks: Chunks) -> Reply:
+        """One request: ``chunks`` yields the body and is not touched unless the signature holds."""
+        if self.active >= self.max_concurrency:
+            reply = _error(
+                503,
+                "jobs.busy",
+                f"this endpoint is handling {self.active} deliveries, its max_concurrency; retry later",
+                **{"Retry-After": str(BUSY_RETRY_AFTER)},
+            )
+        else:
+            self.active += 1
+            try:
+                reply = await self._handle(name, headers, content_length, chunks)
+            finally:
+                self.active -= 1
         metrics.HTTP_DELIVERIES.labels(name if name in self.registry else "<unknown>", str(reply.status)).inc()
         return reply
 
-    async def _deliver(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
+    async def deliver(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """``handle`` for a body already in memory."""
+
+        async def one() -> Chunks:
+            yield body
+
+        return await self.handle(name, headers, len(body), one())
+
+    async def _handle(self, name: str, headers: Mapping[str, str], content_length: int | None, chunks: Chunks) -> Reply:
         token = headers.get("Upstash-Signature", "")
         try:
             if not token:
                 raise errors.InvalidJobSignatureError("the Upstash-Signature header is missing")
-            self.verifier.verify(token, body, self.config.destination(name))
+            claims = self.verifier.authenticate(token, self.config.destination(name))
         except errors.InvalidJobSignatureError as exc:
             log.warning("rejected delivery for %r: %s", name, exc)
             return _error(401, errors.InvalidJobSignatureError.code, str(exc))
+        if content_length is not None and content_length > self.max_body_bytes:
+            return self.too_large()
+        hasher = hashlib.sha256()
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        return self.too_large()
+                    hasher.update(chunk)
+                    parts.append(chunk)
+        except TimeoutError:
+            return _error(408, "jobs.body_timeout", f"the body did not arrive within {self.body_timeout:g} s")
+        except BodyIncomplete:
+            return _error(400, "jobs.body_incomplete", "the client closed the connection before the body ended")
+        try:
+            self.verifier.check_body(claims, hasher.digest())
+        except errors.InvalidJobSignatureError as exc:
+            log.warning("rejected delivery for %r: %s", name, exc)
+            return _error(401, errors.InvalidJobSignatureError.code, str(exc))
+        return await self._run(name, headers, b"".join(parts))
+
+    async def _run(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
         if name not in self.registry:
             return _permanent(
                 "jobs.unknown_job", f"no job named {name!r}; known jobs: {', '.join(self.registry.names)}"
@@ -177,7 +264,7 @@ class Receiver:
             return _permanent("jobs.invalid_payload", "request body is not JSON")
         except errors.InvalidPayloadError as exc:
             return _permanent("jobs.invalid_payload", str(exc))
-        attempt = _int(headers.get("Upstash-Retried"), 0) + 1
+        attempt = max(0, _int(headers.get("Upstash-Retried"), 0)) + 1
         max_attempts = _int(headers.get(MAX_ATTEMPTS_HEADER), job.max_attempts)
         if attempt > max_attempts:
             return _permanent("jobs.attempts_exhausted", f"attempt {attempt} is over max_attempts {max_attempts}")
@@ -231,17 +318,12 @@ def _json_response(reply: Reply) -> web.Response:
     return web.json_response(reply.body, status=reply.status, headers=reply.headers)
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None once it passes ``limit``: checked on Content-Length, then while streaming."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _request_chunks(request: web.Request) -> Chunks:
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            yield chunk
+    except (aiohttp.ClientPayloadError, ConnectionError) as exc:
+        raise BodyIncomplete(str(exc)) from None
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -260,6 +342,8 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> web.Application:
     """The endpoint as an aiohttp app; ``config`` defaults to the receiving ``QSTASH_*`` env vars."""
     receiver = Receiver(
@@ -267,14 +351,14 @@ def create_app(
         config or QStashConfig.from_env(publish=False),
         max_body_bytes=max_body_bytes,
         clock_tolerance=clock_tolerance,
+        max_concurrency=max_concurrency,
+        body_timeout=body_timeout,
     )
 
     async def run_job(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await _read_limited(request, receiver.max_body_bytes)
-        if body is None:
-            return _json_response(receiver.too_large())
-        return _json_response(await receiver.deliver(name, request.headers, body))
+        reply = await receiver.handle(name, request.headers, request.content_length, _request_chunks(request))
+        return _json_response(reply)
 
     async def on_shutdown(app: web.Application) -> None:
         receiver.shutdown()
@@ -339,6 +423,8 @@ def asgi_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> ASGIApp:
     """The same routes as an ASGI app, e.g. ``app.mount("/jobs", asgi_app(registry))`` in Starlette/FastAPI."""
     receiver = Receiver(
@@ -346,6 +432,8 @@ def asgi_app(
         config or QStashConfig.from_env(publish=False),
         max_body_bytes=max_body_bytes,
         clock_tolerance=clock_tolerance,
+        max_concurrency=max_concurrency,
+        body_timeout=body_timeout,
     )
 
     async def send_reply(send: Callable[[Message], Awaitable[None]], reply: Reply) -> None:
@@ -379,30 +467,51 @@ def asgi_app(
             return await send({"type": "http.response.body", "body": body})
         if not (scope["method"] == "POST" and path.startswith(ROUTE_PREFIX) and "/" not in path[len(ROUTE_PREFIX) :]):
             return await send_reply(send, _error(404, "jobs.not_found", f"no route for {scope['method']} {path}"))
-        if _int(headers.get("Content-Length"), 0) > receiver.max_body_bytes:
-            return await send_reply(send, receiver.too_large())
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > receiver.max_body_bytes:
-                return await send_reply(send, receiver.too_large())
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        reply = await receiver.deliver(path[len(ROUTE_PREFIX) :], headers, b"".join(chunks))
+
+        async def chunks() -> Chunks:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise BodyIncomplete("http.disconnect")
+                yield message.get("body", b"")
+                more = message.get("more_body", False)
+
+        length = _int(headers.get("Content-Length"), -1)
+        name = path[len(ROUTE_PREFIX) :]
+        reply = await receiver.handle(name, headers, length if length >= 0 else None, chunks())
         await send_reply(send, reply)
 
     return app
 
 
 def main(args: argparse.Namespace) -> int:
-    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes]``: serve until SIGTERM/SIGINT."""
+    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes]``: serve until SIGTERM/SIGINT.
+
+    ``JOBWORKER_MAX_CONCURRENCY`` and ``JOBWORKER_BODY_TIMEOUT`` (a duration) set the other bounds.
+    """
     registry = load_registry(args.tasks)
     limit = getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES
-    app = create_app(registry, QStashConfig.from_env(publish=False), max_body_bytes=limit)
+    concurrency_raw = os.environ.get("JOBWORKER_MAX_CONCURRENCY", "").strip()
+    try:
+        concurrency = int(concurrency_raw) if concurrency_raw else DEFAULT_MAX_CONCURRENCY
+    except ValueError:
+        raise errors.ConfigurationError(
+            f"JOBWORKER_MAX_CONCURRENCY {concurrency_raw!r} is not a whole number (deliveries at once)"
+        ) from None
+    timeout_raw = os.environ.get("JOBWORKER_BODY_TIMEOUT", "").strip()
+    body_timeout = (
+        parse_duration(timeout_raw, field="JOBWORKER_BODY_TIMEOUT").total_seconds()
+        if timeout_raw
+        else DEFAULT_BODY_TIMEOUT
+    )
+    app = create_app(
+        registry,
+        QStashConfig.from_env(publish=False),
+        max_body_bytes=limit,
+        max_concurrency=concurrency,
+        body_timeout=body_timeout,
+    )
     host = getattr(args, "host", None) or "127.0.0.1"
     port = getattr(args, "port", None) or 8080
     log.info("serving %d jobs on http://%s:%d%s<name>", len(registry), host, port, ROUTE_PREFIX)
