@@ -261,3 +261,45 @@ async def test_graphile_crontab_line_options_reach_the_job(db_url: str) -> None:
     assert row["payload"] == {"kind": "daily", "_cron": {"ts": "2024-01-01T10:00:00.000Z", "backfilled": False}}
     known = await fetch(db_url, "select identifier, last_execution from graphile_worker._private_known_crontabs")
     assert known == [{"identifier": "r", "last_execution": datetime(2024, 1, 1, 10, tzinfo=UTC)}]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"payload": {"ratio": float("nan")}}, "entry 0 (id 'bad'): payload: not JSON-serialisable"),
+        ({"payload": {"ratio": float("inf")}}, "entry 0 (id 'bad'): payload: not JSON-serialisable"),
+        ({"cron": "0 0 30 2 *"}, "entry 0 (id 'bad'): cron '0 0 30 2 *' never fires"),
+    ],
+    ids=["nan", "infinity", "30-february"],
+)
+def test_a_schedule_postgresql_or_croniter_would_refuse_is_rejected_at_load_naming_its_id(
+    raw: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(errors.ConfigurationError) as caught:
+        entries({"id": "bad", "task": "ping", "cron": "* * * * *", **raw})
+    assert str(caught.value).startswith(message)
+
+
+def test_nan_in_a_yaml_schedules_file_is_rejected_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "schedules.yaml"
+    path.write_text("- id: ratio\n  task: ping\n  cron: '* * * * *'\n  payload: {ratio: .nan}\n")
+    with pytest.raises(errors.ConfigurationError, match=r"id 'ratio'.*payload: not JSON-serialisable"):
+        scheduler.collect_entries(shared_jobs.registry, str(path))
+
+
+async def test_one_failing_entry_at_tick_time_is_counted_and_the_others_still_fire(db_url: str) -> None:
+    from prometheus_client import REGISTRY
+
+    def errors_of(schedule: str) -> float:
+        return REGISTRY.get_sample_value("jobworker_schedule_errors_total", {"schedule": schedule}) or 0.0
+
+    # Built directly, past the load-time checks, as an entry from an older version could be.
+    bad_payload = ScheduleEntry(id="a-nan", task="ping", cron="* * * * *", payload={"x": float("nan")})
+    never = ScheduleEntry(id="b-never", task="ping", cron="0 0 30 2 *")
+    good = ScheduleEntry(id="c-good", task="ping", cron="* * * * *")
+    before = (errors_of("a-nan"), errors_of("b-never"))
+    async with Scheduler([bad_payload, never, good], database_url=db_url) as sched:
+        fired = await sched.tick(T0)
+    assert [f.schedule_id for f in fired] == ["c-good"]
+    assert (errors_of("a-nan"), errors_of("b-never")) == (before[0] + 1, before[1] + 1)
+    assert len(await crons(db_url)) == 1

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from croniter import croniter
+from croniter.croniter import CroniterError
 
 from jobworker import errors, jobs
 from jobworker.durations import parse_duration
@@ -104,6 +105,13 @@ def _check_cron(cron: object, where: str) -> str:
     cron = " ".join(cron.split())
     if not croniter.is_valid(cron):
         raise _fail(where, f"cron {cron!r} is not a valid cron expression")
+    try:
+        croniter(cron, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError:
+        # e.g. 0 0 30 2 *: valid syntax, but no date matches; croniter would raise at the first tick.
+        raise _fail(
+            where, f"cron {cron!r} never fires: no date matches it (check the day of month and month)"
+        ) from None
     return cron
 
 
@@ -138,7 +146,8 @@ def parse_entry(raw: Mapping[str, Any], *, where: str, default_task: str | None 
         payload = values.get("payload") or {}
         if not isinstance(payload, Mapping):
             raise errors.ConfigurationError("payload: must be a mapping (the cron job adds _cron to it)")
-        json.dumps(payload)
+        # allow_nan=False: NaN and Infinity are valid YAML but not JSON, and PostgreSQL refuses them.
+        json.dumps(payload, allow_nan=False)
         queue = values.get("queue")
         if queue is not None:
             jobs.validate_identifier(queue, field="queue")

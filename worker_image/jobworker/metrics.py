@@ -29,6 +29,9 @@ WORKER_FENCED = Counter(
 )
 JOBS_RUNNING = Gauge("jobworker_jobs_running", "Jobs running in this process now.")
 SCHEDULES_FIRED = Counter("jobworker_schedule_fires_total", "Cron ticks this scheduler enqueued.", ["schedule"])
+SCHEDULE_ERRORS = Counter(
+    "jobworker_schedule_errors_total", "Schedule ticks that failed (the other schedules still fired).", ["schedule"]
+)
 HTTP_DELIVERIES = Counter(
     "jobworker_http_deliveries_total", "Deliveries to the HTTP job endpoint by status code.", ["task", "status"]
 )

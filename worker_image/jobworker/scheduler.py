@@ -44,6 +44,14 @@ class FiredJob:
     job_id: int
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached (not that it refused one statement)."""
+    cause = exc.__cause__ if isinstance(exc, errors.DatabaseError) else exc
+    return isinstance(cause, psycopg.OperationalError | OSError) or (
+        isinstance(exc, errors.DatabaseError) and cause is None
+    )
+
+
 def floor_minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
@@ -143,22 +151,36 @@ class Scheduler:
         minute = floor_minute(now)
         fired: list[FiredJob] = []
         for entry in self.entries:
-            row = state.get(entry.id)
-            after = minute - timedelta(microseconds=1)
-            if entry.backfill is not None:
-                after = min(after, now - entry.backfill - timedelta(microseconds=1))
-            if row is not None:
-                # Never before the schedule was known, never a tick already executed.
-                after = max(after, floor_minute(row["known_since"]) - timedelta(microseconds=1))
-                if row["last_execution"] is not None:
-                    after = max(after, row["last_execution"])
-            ticks = crontab.ticks_between(entry, after, now)
-            if entry.max is not None:
-                ticks = ticks[-entry.max :]
-            for ts in ticks:
-                job = await self._fire(entry, ts, backfilled=ts < minute)
-                if job is not None:
-                    fired.append(job)
+            try:
+                fired += await self._tick_entry(entry, state.get(entry.id), now, minute)
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise  # the database is gone: run() retries the whole tick, so no tick is lost
+                # One bad entry (a payload PostgreSQL refuses, a cron croniter cannot step) must not block the
+                # entries after it: log it, count it, and go on.
+                metrics.SCHEDULE_ERRORS.labels(entry.id).inc()
+                log.error("schedule %r failed at this tick (%s); the other schedules still fire", entry.id, exc)
+        return fired
+
+    async def _tick_entry(
+        self, entry: ScheduleEntry, row: dict[str, Any] | None, now: datetime, minute: datetime
+    ) -> list[FiredJob]:
+        fired: list[FiredJob] = []
+        after = minute - timedelta(microseconds=1)
+        if entry.backfill is not None:
+            after = min(after, now - entry.backfill - timedelta(microseconds=1))
+        if row is not None:
+            # Never before the schedule was known, never a tick already executed.
+            after = max(after, floor_minute(row["known_since"]) - timedelta(microseconds=1))
+            if row["last_execution"] is not None:
+                after = max(after, row["last_execution"])
+        ticks = crontab.ticks_between(entry, after, now)
+        if entry.max is not None:
+            ticks = ticks[-entry.max :]
+        for ts in ticks:
+            job = await self._fire(entry, ts, backfilled=ts < minute)
+            if job is not None:
+                fired.append(job)
         return fired
 
     async def _fire(self, entry: ScheduleEntry, ts: datetime, *, backfilled: bool) -> FiredJob | None:
