@@ -1,14 +1,24 @@
 """Typed view of a ``JobWorkerPool`` with every default applied.
 
-Defaults are written only here. ``crds/jobworkerpools.yaml`` repeats them as schema ``default:`` values
-and in descriptions; ``tests/operator_unit/test_model.py`` fails when the two disagree.
+Defaults are written only here, or taken from the runtime where the runtime owns them (worker settings,
+the sweep): ``crds/jobworkerpools.yaml`` repeats them as schema ``default:`` values and in descriptions,
+and ``tests/operator_unit/test_op_defaults.py`` fails when any two layers disagree. A field whose default
+the runtime applies itself (``workers.concurrency``, the options of a schedule entry) has no default
+here or in the CRD: it is left out of the rendered args and files, so ``JOBS_CONCURRENCY`` in
+``workers.env`` and ``define_job(max_attempts=…)`` still apply.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal, cast
 
+from jobworker import db
+from jobworker.durations import format_duration
+from jobworker.settings import WorkerSettings
+from jobworker.worker_utils import DEFAULT_RECOVERY_DELAY as RUNTIME_RECOVERY_DELAY
+from jobworker.worker_utils import STALE_AFTER
 from jobworker_operator import names
 
 ProviderType = Literal["graphile", "qstash", "noop"]
@@ -16,29 +26,24 @@ ProviderType = Literal["graphile", "qstash", "noop"]
 DEFAULT_IMAGE_PULL_POLICY = "IfNotPresent"
 DEFAULT_PROVIDER: ProviderType = "graphile"
 DEFAULT_SECRET_KEY = "url"
-DEFAULT_SCHEMA = "graphile_worker"
+DEFAULT_SCHEMA = db.DEFAULT_SCHEMA
 DEFAULT_REPLICAS = 1
-DEFAULT_CONCURRENCY = 1
 DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}}
-DEFAULT_POLL_INTERVAL = "2s"
-DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30
+DEFAULT_POLL_INTERVAL = format_duration(timedelta(seconds=WorkerSettings.poll_interval))
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = int(WorkerSettings.graceful_shutdown)
 DEFAULT_MIN_REPLICAS = 1
 DEFAULT_TARGET_JOBS_PER_REPLICA = 10
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 300
 DEFAULT_SCHEDULER_ENABLED = True
 DEFAULT_SCHEDULER_REPLICAS = 1
-DEFAULT_TIMEZONE = "UTC"
-DEFAULT_PRIORITY = 0
-DEFAULT_MAX_ATTEMPTS = 25
-DEFAULT_JOB_KEY_MODE = "replace"
 DEFAULT_MIGRATION_ENABLED = True
 DEFAULT_BACKOFF_LIMIT = 2
 DEFAULT_ACTIVE_DEADLINE_SECONDS = 600
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 300
 DEFAULT_SWEEP_ENABLED = True
 DEFAULT_SWEEP_SCHEDULE = "* * * * *"
-DEFAULT_SWEEP_THRESHOLD = "5m"
-DEFAULT_RECOVERY_DELAY = "30s"
+DEFAULT_SWEEP_THRESHOLD = format_duration(STALE_AFTER)
+DEFAULT_RECOVERY_DELAY = format_duration(RUNTIME_RECOVERY_DELAY)
 DEFAULT_CLEANUP_ENABLED = True
 DEFAULT_CLEANUP_SCHEDULE = "0 3 * * *"
 # delete-permanently-failed-jobs destroys evidence, so it is opt-in.
@@ -85,7 +90,7 @@ class Autoscaling:
 @dataclass(frozen=True)
 class Workers:
     replicas: int = DEFAULT_REPLICAS
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = None  # unset: the worker's own default, or JOBS_CONCURRENCY from env
     queues: tuple[str, ...] = ()
     forbidden_flags: tuple[str, ...] = ()
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
@@ -97,27 +102,29 @@ class Workers:
 
 @dataclass(frozen=True)
 class Schedule:
+    """One entry; every option the user left unset stays None, and the scheduler applies its defaults."""
+
     id: str
     task: str
     cron: str
-    timezone: str = DEFAULT_TIMEZONE
+    timezone: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None
-    priority: int = DEFAULT_PRIORITY
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    priority: int | None = None
+    max_attempts: int | None = None
     job_key: str | None = None
-    job_key_mode: str = DEFAULT_JOB_KEY_MODE
+    job_key_mode: str | None = None
     backfill: str | None = None
     max: int | None = None
 
     def to_file_entry(self) -> dict[str, Any]:
-        """snake_case entry of the scheduler file (contracts.md "A schedule entry")."""
-        return {
+        """snake_case entry of the scheduler file (contracts.md "A schedule entry"): only what was set."""
+        entry = {
             "id": self.id,
             "task": self.task,
             "cron": self.cron,
             "timezone": self.timezone,
-            "payload": self.payload,
+            "payload": self.payload or None,
             "queue": self.queue,
             "priority": self.priority,
             "max_attempts": self.max_attempts,
@@ -126,6 +133,7 @@ class Schedule:
             "backfill": self.backfill,
             "max": self.max,
         }
+        return {k: v for k, v in entry.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ def _workers(raw: dict[str, Any]) -> Workers:
         )
     return Workers(
         replicas=int(raw.get("replicas", DEFAULT_REPLICAS)),
-        concurrency=int(raw.get("concurrency", DEFAULT_CONCURRENCY)),
+        concurrency=int(raw["concurrency"]) if raw.get("concurrency") is not None else None,
         queues=tuple(raw.get("queues") or ()),
         forbidden_flags=tuple(raw.get("forbiddenFlags") or ()),
         resources=dict(raw.get("resources", DEFAULT_RESOURCES)),
@@ -276,13 +284,13 @@ def _schedule(raw: dict[str, Any]) -> Schedule:
         id=str(raw["id"]),
         task=str(raw["task"]),
         cron=str(raw["cron"]),
-        timezone=str(raw.get("timezone", DEFAULT_TIMEZONE)),
+        timezone=raw.get("timezone"),
         payload=dict(raw.get("payload") or {}),
         queue=raw.get("queue"),
-        priority=int(raw.get("priority", DEFAULT_PRIORITY)),
-        max_attempts=int(raw.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)),
+        priority=raw.get("priority"),
+        max_attempts=raw.get("maxAttempts"),
         job_key=raw.get("jobKey"),
-        job_key_mode=str(raw.get("jobKeyMode", DEFAULT_JOB_KEY_MODE)),
+        job_key_mode=raw.get("jobKeyMode"),
         backfill=raw.get("backfill"),
         max=raw.get("max"),
     )

@@ -37,7 +37,7 @@ class TestDefaults:
         assert p.provider == "graphile"
         assert p.schema == "graphile_worker"
         assert p.workers.replicas == 1
-        assert p.workers.concurrency == 1
+        assert p.workers.concurrency is None  # the worker's own default, or JOBS_CONCURRENCY
         assert p.workers.autoscaling is None
         assert p.scheduler.enabled is True
         assert p.migration.enabled is True

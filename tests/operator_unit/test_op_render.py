@@ -110,8 +110,6 @@ class TestRenderWorkerDeployment:
             "worker",
             "--tasks",
             "app.tasks",
-            "--concurrency",
-            "1",
             "--poll-interval",
             "2s",
             "--graceful-shutdown",
@@ -198,7 +196,7 @@ class TestRenderSchedulesConfigmap:
         assert_owned(cm, "scheduler")
         assert json.loads(cm["data"]["schedules.yaml"]) == []
 
-    def test_snake_case_entries_with_defaults(self) -> None:
+    def test_snake_case_entries_with_only_what_was_set(self) -> None:
         cm = render.render_schedules_configmap(
             pool(
                 scheduler={
@@ -209,20 +207,8 @@ class TestRenderSchedulesConfigmap:
             )
         )
         (entry,) = json.loads(cm["data"]["schedules.yaml"])
-        assert entry == {
-            "id": "nightly",
-            "task": "report",
-            "cron": "0 1 * * *",
-            "timezone": "UTC",
-            "payload": {},
-            "queue": None,
-            "priority": 0,
-            "max_attempts": 3,
-            "job_key": "k",
-            "job_key_mode": "replace",
-            "backfill": None,
-            "max": None,
-        }
+        # Nothing the pool did not set: define_job's priority, the scheduler's UTC and replace still apply.
+        assert entry == {"id": "nightly", "task": "report", "cron": "0 1 * * *", "max_attempts": 3, "job_key": "k"}
 
 
 class TestRenderSchedulerDeployment:
@@ -264,7 +250,7 @@ class TestRenderSweepCronjob:
         assert cj["spec"]["concurrencyPolicy"] == "Forbid"
         assert cj["spec"]["successfulJobsHistoryLimit"] == 1
         assert cj["spec"]["failedJobsHistoryLimit"] == 3
-        assert container(cj)["args"] == ["sweep-stale-workers", "--sweep-threshold", "5m", "--recovery-delay", "30s"]
+        assert container(cj)["args"] == ["sweep-stale-workers", "--sweep-threshold", "5m", "--recovery-delay", "0s"]
         assert pod_spec(cj)["restartPolicy"] == "Never"
 
 

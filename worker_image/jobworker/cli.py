@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from jobworker import __version__, db, errors, migrate
-from jobworker.durations import parse_duration
+from jobworker.durations import format_duration, parse_duration
 from jobworker.registry import load_registry
 from jobworker.settings import WorkerSettings
-from jobworker.worker_utils import CLEANUP_TASKS, WorkerUtils
+from jobworker.worker_utils import CLEANUP_TASKS, DEFAULT_RECOVERY_DELAY, STALE_AFTER, WorkerUtils
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD = 1, 2, 3, 4, 5
 STATES = ("all", "ready", "scheduled", "locked", "failed")
@@ -444,8 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("worker_ids", nargs="+", metavar="WORKER_ID")
 
     sp = cmd("sweep-stale-workers", cmd_sweep, "recover the jobs of workers that stopped heartbeating")
-    sp.add_argument("--sweep-threshold", default="5m", help="heartbeat age after which a worker is dead (default 5m)")
-    sp.add_argument("--recovery-delay", default="30s", help="delay before recovered jobs run again (default 30s)")
+    threshold, delay = format_duration(STALE_AFTER), format_duration(DEFAULT_RECOVERY_DELAY)
+    sp.add_argument(
+        "--sweep-threshold", default=threshold, help=f"heartbeat age after which a worker is dead (default {threshold})"
+    )
+    sp.add_argument("--recovery-delay", default=delay, help=f"delay before recovered jobs run again (default {delay})")
     sp.add_argument("--dry-run", action="store_true")
 
     cmd("stats", cmd_stats, "queue depth by state, oldest ready job, workers")

@@ -40,6 +40,8 @@ def parse_duration(value: str | float | timedelta, *, field: str = "duration") -
 
 def format_duration(delta: timedelta) -> str:
     total = delta.total_seconds()
+    if total == 0:
+        return "0s"
     if total < 1:
         return f"{round(total * 1000)}ms"
     out = []

@@ -28,6 +28,8 @@ log = logging.getLogger("jobworker.worker_utils")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
+DEFAULT_RECOVERY_DELAY = timedelta(0)
+"""How long recovered jobs of a dead worker wait before they run again (CLI and CRD derive theirs from this)."""
 CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-job-queues")
 """In the order they run: deleting failed jobs first lets the two GCs collect what those jobs used."""
 _CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}  # graphile-worker's name
@@ -395,7 +397,7 @@ class WorkerUtils:
     async def sweep_stale_workers(
         self,
         threshold: timedelta | str = STALE_AFTER,
-        recovery_delay: timedelta | str = timedelta(0),
+        recovery_delay: timedelta | str = DEFAULT_RECOVERY_DELAY,
         *,
         dry_run: bool = False,
     ) -> SweepResult:

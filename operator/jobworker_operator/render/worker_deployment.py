@@ -11,7 +11,9 @@ from jobworker_operator.render import common
 
 def worker_args(pool: Pool) -> list[str]:
     w = pool.workers
-    args = ["worker", "--tasks", pool.tasks, "--concurrency", str(w.concurrency)]
+    args = ["worker", "--tasks", pool.tasks]
+    if w.concurrency is not None:  # else the worker's own default, or JOBS_CONCURRENCY from workers.env
+        args += ["--concurrency", str(w.concurrency)]
     for queue in w.queues:
         args += ["--queue", queue]
     for flag in w.forbidden_flags:
