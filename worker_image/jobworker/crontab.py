@@ -292,13 +292,26 @@ def check_unique(entries: Sequence[ScheduleEntry]) -> None:
         seen[entry.id] = entry
 
 
+def day_or(cron: str) -> bool:
+    """Whether a day must match day-of-month OR day-of-week, as graphile-worker decides it (cronMatcher.ts).
+
+    Only when both fields restrict, that is neither lists every value: ``1-31`` or ``0-6`` counts as ``*``
+    there, where croniter would OR any field that is not literally ``*``.
+    """
+    expanded = croniter.expand(cron)[0]
+    dom, dow = expanded[2], expanded[4]
+    restricts_dom = dom != ["*"] and len(set(dom)) < 31
+    restricts_dow = dow != ["*"] and len({d % 7 if isinstance(d, int) else d for d in dow}) < 7
+    return restricts_dom and restricts_dow
+
+
 def ticks_between(entry: ScheduleEntry, after: datetime, until: datetime) -> list[datetime]:
     """The fire instants (UTC) in ``(after, until]``, per the DST rules in the module docstring."""
     zone = entry.zone
     lo = after.astimezone(zone).replace(tzinfo=None) - _DST_SLACK
     hi = until.astimezone(zone).replace(tzinfo=None) + _DST_SLACK
     found: set[datetime] = set()
-    it = croniter(entry.cron, lo)
+    it = croniter(entry.cron, lo, day_or=day_or(entry.cron))
     while (wall := it.get_next(datetime)) <= hi:
         # fold=0 picks the first of a repeated wall time, and the pre-jump offset for a missing one.
         instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
