@@ -77,11 +77,13 @@ async def test_dry_run_reports_without_changing_anything(utils: WorkerUtils, db_
     assert await worker_ids(db_url) == ["dead"]
 
 
-async def test_orphan_locks_are_recovered_once_older_than_the_threshold(utils: WorkerUtils, db_url: str) -> None:
+async def test_orphan_locks_are_recovered_once_older_than_graphiles_4_hours(utils: WorkerUtils, db_url: str) -> None:
+    # Node's graphile-worker never registers and keeps a job locked up to 4 hours by design: a lock past the
+    # sweep threshold but under 4 hours is a Node job still running, not an orphan.
     old = await utils.add_job("t")
     recent = await utils.add_job("t")
-    await lock_job(db_url, old.id, "node-worker-without-heartbeats", age_seconds=STALE)
-    await lock_job(db_url, recent.id, "node-worker-2", age_seconds=10)
+    await lock_job(db_url, old.id, "node-worker-without-heartbeats", age_seconds=4 * 3600 + 60)
+    await lock_job(db_url, recent.id, "node-worker-2", age_seconds=STALE)
 
     result = await utils.sweep_stale_workers("5m")
 
@@ -91,6 +93,9 @@ async def test_orphan_locks_are_recovered_once_older_than_the_threshold(utils: W
     recovered, untouched = await job_row(db_url, old.id), await job_row(db_url, recent.id)
     assert recovered is not None and recovered["locked_by"] is None
     assert untouched is not None and untouched["locked_by"] == "node-worker-2"
+
+    shorter = await utils.sweep_stale_workers("5m", orphan_threshold="5m")
+    assert shorter.orphan_lock_holders == ["node-worker-2"] and shorter.recovered_job_ids == [recent.id]
 
 
 async def test_recovery_delay_postpones_the_recovered_jobs(utils: WorkerUtils, db_url: str) -> None:

@@ -274,7 +274,9 @@ async def cmd_force_unlock(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_sweep(args: argparse.Namespace, out: Output) -> int:
     async with WorkerUtils(args.database_url, args.schema) as utils:
-        result = await utils.sweep_stale_workers(args.sweep_threshold, args.recovery_delay, dry_run=args.dry_run)
+        result = await utils.sweep_stale_workers(
+            args.sweep_threshold, args.recovery_delay, dry_run=args.dry_run, orphan_threshold=args.orphan_threshold
+        )
     if result.skipped:
         text = "another sweep is running; nothing done"
     else:
@@ -449,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-threshold", default=threshold, help=f"heartbeat age after which a worker is dead (default {threshold})"
     )
     sp.add_argument("--recovery-delay", default=delay, help=f"delay before recovered jobs run again (default {delay})")
+    sp.add_argument(
+        "--orphan-threshold",
+        default="4h",
+        help="age after which a lock held by an unregistered worker id (graphile-worker from Node, which keeps "
+        "jobs locked up to 4 hours by design) is recovered (default 4h)",
+    )
     sp.add_argument("--dry-run", action="store_true")
 
     cmd("stats", cmd_stats, "queue depth by state, oldest ready job, workers")

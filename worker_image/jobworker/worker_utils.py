@@ -28,6 +28,10 @@ log = logging.getLogger("jobworker.worker_utils")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
+ORPHAN_AFTER = timedelta(hours=4)
+"""Age after which a lock held by a worker id that never registered (graphile-worker from Node, which keeps a
+job locked for up to 4 hours by design) counts as orphaned: graphile's own rule. The sweep threshold is for
+registered workers, whose heartbeats say whether they live; an unregistered one gives no such sign."""
 DEFAULT_RECOVERY_DELAY = timedelta(0)
 """How long recovered jobs of a dead worker wait before they run again (CLI and CRD derive theirs from this)."""
 CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-job-queues")
@@ -400,9 +404,15 @@ class WorkerUtils:
         recovery_delay: timedelta | str = DEFAULT_RECOVERY_DELAY,
         *,
         dry_run: bool = False,
+        orphan_threshold: timedelta | str = ORPHAN_AFTER,
     ) -> SweepResult:
-        """Recover the jobs of workers that stopped heartbeating, and orphan locks, one sweeper at a time."""
+        """Recover the jobs of workers that stopped heartbeating, and orphan locks, one sweeper at a time.
+
+        Orphan locks (held by a worker id that never registered, such as a Node graphile-worker) are
+        recovered only once older than ``orphan_threshold`` (graphile's 4 hours), never by ``threshold``.
+        """
         limit = parse_duration(threshold, field="sweep_threshold").total_seconds()
+        orphan_limit = parse_duration(orphan_threshold, field="orphan_threshold").total_seconds()
         delay = parse_duration(recovery_delay, field="recovery_delay").total_seconds()
         conn = await db.connect(self.database_url, autocommit=False)
         try:
@@ -431,7 +441,9 @@ class WorkerUtils:
                             stale.append(r["id"])
                     orphans = [
                         r["locked_by"]
-                        for r in await (await conn.execute(self.q("orphan_locks"), {"threshold": limit})).fetchall()
+                        for r in await (
+                            await conn.execute(self.q("orphan_locks"), {"threshold": orphan_limit})
+                        ).fetchall()
                     ]
                     targets = stale + [o for o in orphans if o not in stale]
                     recovered: list[int] = []
