@@ -17,9 +17,9 @@ DEEP = '{"nested": ' + "[" * 2000 + "]" * 2000 + "}"
 
 @pytest.mark.parametrize("mode", [[], ["--batch"]], ids=["default", "batch"])
 def test_a_payload_nested_2000_deep_fails_only_its_job_permanently(db_url: str, mode: list[str]) -> None:
-    good = [sql(db_url, ADD, ['{"i": %d}' % i])[0]["id"] for i in range(2)]
+    good = [sql(db_url, ADD, [f'{{"i": {i}}}'])[0]["id"] for i in range(2)]
     bad = sql(db_url, ADD, [DEEP])[0]["id"]
-    good += [sql(db_url, ADD, ['{"i": %d}' % i])[0]["id"] for i in range(2, 4)]
+    good += [sql(db_url, ADD, [f'{{"i": {i}}}'])[0]["id"] for i in range(2, 4)]
 
     ran = jobworker(db_url, "--json", "worker", "--tasks", TASKS, "--once", "--concurrency", "4", *mode)
 
