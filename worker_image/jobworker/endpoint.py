@@ -9,6 +9,10 @@ framework. Both hand each request to one ``Receiver``, so the rules below hold u
   key, then the next key only when the signature itself does not match; then ``iss``, ``exp``/``nbf``
   with a small clock tolerance, and ``sub`` against QSTASH_CALLBACK_URL plus the path). Only then is
   the body streamed through SHA-256, within ``body_timeout``, and checked against the ``body`` claim;
+* each signature runs at most once: its ``jti`` is remembered until it expires (in memory, or in a
+  table shared by every replica), and a second use gets 409 without running the handler;
+* the callback URL must be https:// (plain http:// only for localhost): the headers QStash adds
+  (message id, attempt, max attempts, job key) are not signed, see docs/qstash-endpoint.md;
 * 401 for a bad signature; 489 with ``Upstash-NonRetryable-Error: true`` when retrying cannot help
   (unknown job, invalid payload, attempts exhausted, PermanentJobError, a body over ``max_body_bytes``);
   408 when the body does not arrive within ``body_timeout``; 503 with Retry-After for RetryJob; 500 for
@@ -21,16 +25,19 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import heapq
 import hmac
+import ipaddress
 import json
 import logging
 import math
 import os
 import time
+import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import jwt
@@ -75,6 +82,8 @@ class SignatureVerifier:
             raise errors.InvalidJobSignatureError(f"signature is for {claims.get('sub')!r}, not {url!r}")
         if not isinstance(claims.get("body"), str):
             raise errors.InvalidJobSignatureError("signature's 'body' claim is not a string")
+        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise errors.InvalidJobSignatureError("signature's 'jti' claim is not a non-empty string")
         return claims
 
     @staticmethod
@@ -104,7 +113,7 @@ class SignatureVerifier:
                         algorithms=["HS256"],
                         issuer="Upstash",
                         leeway=self.clock_tolerance,
-                        options={"require": ["iss", "sub", "exp", "nbf", "body"], "verify_aud": False},
+                        options={"require": ["iss", "sub", "exp", "nbf", "body", "jti"], "verify_aud": False},
                     )
                 return claims
             except jwt.InvalidSignatureError:
@@ -126,6 +135,62 @@ class SignatureVerifier:
                 raise errors.InvalidJobSignatureError(f"Upstash-Signature has an invalid claim: {exc}") from None
         names = " or ".join(name for name, _ in self.keys)
         raise errors.InvalidJobSignatureError(f"signature does not match {names}")
+
+
+def check_callback_url(url: str) -> None:
+    """Refuse a plain ``http://`` QSTASH_CALLBACK_URL unless it is this machine.
+
+    The signature covers the URL and the body, not the headers that carry the message id, the attempt,
+    max_attempts and the job key; only TLS keeps those from being read and changed on the way.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if parts.scheme == "http" and loopback:
+        return
+    raise errors.ConfigurationError(
+        f"QSTASH_CALLBACK_URL {url!r} is not https://: deliveries (and the unsigned headers they carry) would "
+        "cross the network readable and changeable; use https:// (plain http:// is accepted only for localhost)"
+    )
+
+
+class SeenTokens(Protocol):
+    """Where the ids (``jti``) of the signatures already used are kept until those signatures expire."""
+
+    async def first_use(self, jti: str, expires_at: float) -> bool:
+        """Record ``jti``; False when it was recorded before (a replay)."""
+        ...
+
+
+class MemorySeenTokens:
+    """This process's used token ids. Enough for one replica; many replicas share ``PostgresSeenTokens``.
+
+    Only verified signatures reach it, so its size is bounded by QStash's own delivery rate times the
+    five minutes a signature lives.
+    """
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    async def first_use(self, jti: str, expires_at: float) -> bool:
+        now = time.time()
+        while self._heap and self._heap[0][0] < now:
+            _, old = heapq.heappop(self._heap)
+            self._expiry.pop(old, None)
+        if jti in self._expiry:
+            return False
+        self._expiry[jti] = expires_at
+        heapq.heappush(self._heap, (expires_at, jti))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._expiry)
 
 
 @dataclass(frozen=True)
@@ -162,11 +227,13 @@ class Receiver:
         clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        seen_tokens: SeenTokens | None = None,
     ) -> None:
         if not config.current_signing_key or not config.next_signing_key or not config.callback_url:
             raise errors.ConfigurationError(
                 "the job endpoint needs QSTASH_CURRENT_SIGNING_KEY, QSTASH_NEXT_SIGNING_KEY and QSTASH_CALLBACK_URL"
             )
+        check_callback_url(config.callback_url)
         if max_concurrency < 1:
             raise errors.ConfigurationError(f"max_concurrency: {max_concurrency!r} must be at least 1")
         if body_timeout <= 0:
@@ -179,6 +246,8 @@ class Receiver:
         self.verifier = SignatureVerifier(
             config.current_signing_key, config.next_signing_key, clock_tolerance=clock_tolerance
         )
+        self.clock_tolerance = clock_tolerance
+        self.seen_tokens: SeenTokens = seen_tokens if seen_tokens is not None else MemorySeenTokens()
         self.running: set[AbortSignal] = set()
         self.active = 0
         """Deliveries being handled now, from the first header to the reply."""
@@ -248,6 +317,11 @@ class Receiver:
         except errors.InvalidJobSignatureError as exc:
             log.warning("rejected delivery for %r: %s", name, exc)
             return _error(401, errors.InvalidJobSignatureError.code, str(exc))
+        # QStash signs every delivery attempt anew, so a token id seen before is a replay (or a proxy's
+        # resend): never run it twice. 409 is retried, and QStash's retry carries a fresh signature.
+        if not await self.seen_tokens.first_use(claims["jti"], float(claims["exp"]) + self.clock_tolerance):
+            log.warning("refused a replayed delivery for %r (jti %r)", name, claims["jti"])
+            return _error(409, "jobs.replayed", "this signature was used before; a delivery runs once per signature")
         return await self._run(name, headers, b"".join(parts))
 
     async def _run(self, name: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -344,6 +418,7 @@ def create_app(
     clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    seen_tokens: SeenTokens | None = None,
 ) -> web.Application:
     """The endpoint as an aiohttp app; ``config`` defaults to the receiving ``QSTASH_*`` env vars."""
     receiver = Receiver(
@@ -353,6 +428,7 @@ def create_app(
         clock_tolerance=clock_tolerance,
         max_concurrency=max_concurrency,
         body_timeout=body_timeout,
+        seen_tokens=seen_tokens,
     )
 
     async def run_job(request: web.Request) -> web.Response:
@@ -425,6 +501,7 @@ def asgi_app(
     clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    seen_tokens: SeenTokens | None = None,
 ) -> ASGIApp:
     """The same routes as an ASGI app, e.g. ``app.mount("/jobs", asgi_app(registry))`` in Starlette/FastAPI."""
     receiver = Receiver(
@@ -434,6 +511,7 @@ def asgi_app(
         clock_tolerance=clock_tolerance,
         max_concurrency=max_concurrency,
         body_timeout=body_timeout,
+        seen_tokens=seen_tokens,
     )
 
     async def send_reply(send: Callable[[Message], Awaitable[None]], reply: Reply) -> None:

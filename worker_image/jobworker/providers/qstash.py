@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from jobworker import errors
 from jobworker.config import QStashConfig
 from jobworker.crontab import ScheduleEntry
-from jobworker.endpoint import JOB_KEY_HEADER, MAX_ATTEMPTS_HEADER
+from jobworker.endpoint import JOB_KEY_HEADER, MAX_ATTEMPTS_HEADER, check_callback_url
 from jobworker.jobs import DEFAULT_MAX_ATTEMPTS, JobDefinition, JobKeyMode
 from jobworker.queue import EnqueuedJob
 from jobworker.registry import JobRegistry, load_registry
@@ -72,6 +72,7 @@ class QStashJobQueue:
 
     def __init__(self, config: QStashConfig | None = None, *, client: AsyncQStash | None = None) -> None:
         self.config = config or QStashConfig.from_env(receive=False)
+        check_callback_url(self.config.callback_url)
         self.client = client or _client(self.config)
 
     async def enqueue(
@@ -129,6 +130,7 @@ def schedule_plan(
     entries: Sequence[ScheduleEntry], config: QStashConfig, registry: JobRegistry | None = None
 ) -> list[dict[str, Any]]:
     """What sync_schedules sends for each entry: id, destination, cron (with CRON_TZ), body, retries."""
+    check_callback_url(config.callback_url)
     plan = []
     for entry in entries:
         job = registry.get(entry.task) if registry is not None and entry.task in registry else None
