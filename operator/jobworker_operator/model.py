@@ -210,8 +210,10 @@ class Pool:
 
     @property
     def migration_digest(self) -> str:
-        """Identifies one migration: a new image or schema needs a new migrate Job."""
-        return names.digest(self.image, self.schema)
+        """Identifies one migration: a new image, schema or database (its Secret reference) needs a new
+        migrate Job, so that workers never roll out onto a database nobody migrated."""
+        database = self.graphile.database_url if self.graphile else None
+        return names.digest(self.image, self.schema, database and (database.name, database.key))
 
     @classmethod
     def from_body(cls, body: Any) -> Pool:

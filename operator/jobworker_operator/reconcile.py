@@ -78,6 +78,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
     if body is None or body["metadata"].get("deletionTimestamp"):
         return  # deleted: owner references let the garbage collector remove the children
     pool = Pool.from_body(body)
+    await _default_scale(rt.api, body, pool)
     prior: dict[str, Any] = body.get("status") or {}
     now = now_utc()
     extra: dict[str, Any] = {}
@@ -99,7 +100,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
         problems += apply_problems
         keep = {(o["kind"], o["metadata"]["name"]) for o in desired} | _current_migration_jobs(pool)
         stale = {k: v for k, v in live.items() if k not in keep}
-        monitor = None if pool.metrics.service_monitor and pool.metrics.enabled else names.metrics_service(pool.name)
+        # Wanted only with the metrics Service it selects (graphile): a provider change removes it too.
+        wanted_monitor = names.METRICS in plan.components(pool) and pool.metrics.service_monitor
+        monitor = None if wanted_monitor else names.metrics_service(pool.name)
         left_alone = await apply.prune(rt.api, stale, keep, namespace, owner_uid=pool.uid, monitor=monitor)
         foreign.update({key: {} for key in left_alone if key not in foreign})
         live = {k: v for k, v in live.items() if k in keep}
@@ -113,6 +116,15 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, refresh_stats: bo
     except apply.ApiError as exc:
         if exc.status != 404:  # deleted while this pass ran: nothing left to report on
             raise
+
+
+async def _default_scale(api: Api, body: Obj, pool: Pool) -> None:
+    """Write spec.workers.replicas when it is unset and no autoscaling is set: the /scale subresource reads
+    that path, and an HPA or KEDA that reads 0 there would never scale. (The CRD cannot default it: the
+    field must stay unset when workers.autoscaling is set.)"""
+    if pool.workers.autoscaling is None and ((body.get("spec") or {}).get("workers") or {}).get("replicas") is None:
+        patch = {"spec": {"workers": {"replicas": pool.workers.replicas}}}
+        await api.merge_patch(names.API_VERSION, names.KIND, pool.namespace, pool.name, patch)
 
 
 async def _report_foreign(rt: Runtime, pool_body: Obj, foreign: dict[Key, Obj]) -> None:

@@ -147,7 +147,11 @@ async def test_breaking_migration_drains_then_rolls_out(monkeypatch: Any) -> Non
         f"Container migrate for pod ns/{second_job}-x failed with exit code 3 matching FailJob rule at index 0",
     )
     await run()
-    assert api.merge_patches == [("pool-worker", {"spec": {"replicas": 0}})]
+    # (the first pass also wrote the pool's own spec.workers.replicas default, for /scale)
+    assert api.merge_patches == [
+        ("pool", {"spec": {"workers": {"replicas": 1}}}),
+        ("pool-worker", {"spec": {"replicas": 0}}),
+    ]
     assert api.pool()["status"]["migration"]["phase"] == "Draining"
     assert api.pool()["status"]["migration"]["drainStartedAt"]
     assert not any(j.endswith("-b") for j in api.jobs())
