@@ -59,12 +59,12 @@ async def seed(url: str) -> Seeded:
             (running,),
         )
         conn.execute(
-            f"update {S}._private_jobs set locked_at = now() - interval '2 hours', locked_by = 'node-orphan',"
+            f"update {S}._private_jobs set locked_at = now() - interval '5 hours', locked_by = 'node-orphan',"
             " attempts = 1 where id = %s",
             (orphan,),
         )
         conn.execute(
-            f"update {S}._private_job_queues set locked_at = now() - interval '2 hours', locked_by = 'node-orphan'"
+            f"update {S}._private_job_queues set locked_at = now() - interval '5 hours', locked_by = 'node-orphan'"
             " where queue_name = 'reports'"
         )
         conn.execute(
@@ -91,13 +91,13 @@ def seed_big(url: str, rows: int = BIG_ROWS) -> None:
         conn.execute(
             f"""
             insert into {S}._private_jobs (task_id, job_queue_id, run_at, attempts, max_attempts, last_error)
-            select t.id, case when i % 10 = 0 then q.id end,
-                   now() - interval '1 hour' + case when i % 7 = 0 then interval '3 hours' else interval '0' end,
-                   case when i % 50 = 0 then 25 when i % 13 = 0 then 2 else 0 end, 25,
-                   case when i % 50 = 0 or i % 13 = 0 then 'Error: bulk failure ' || (i % 5) end
+            select t.id, case when i %% 10 = 0 then q.id end,
+                   now() - interval '1 hour' + case when i %% 7 = 0 then interval '3 hours' else interval '0' end,
+                   case when i %% 50 = 0 then 25 when i %% 13 = 0 then 2 else 0 end, 25,
+                   case when i %% 50 = 0 or i %% 13 = 0 then 'Error: bulk failure ' || (i %% 5) end
             from generate_series(1, %s) i
-            join {S}._private_tasks t on t.identifier = 'bulk_' || (1 + i % 8)
-            join {S}._private_job_queues q on q.queue_name = 'bulk_q' || (1 + i % 4)
+            join {S}._private_tasks t on t.identifier = 'bulk_' || (1 + i %% 8)
+            join {S}._private_job_queues q on q.queue_name = 'bulk_q' || (1 + i %% 4)
             """,
             (rows,),
         )

@@ -134,7 +134,7 @@ class Actions:
         return self._log(actor, _outcome("retry_group", ids, done, "will run now"), task=task, first_line=first_line)
 
     async def sweep(self, actor: str, *, threshold: str, dry_run: bool) -> Outcome:
-        result = await self.utils.sweep_stale_workers(threshold, "0s", dry_run=dry_run)
+        result = await self.utils.sweep_stale_workers(threshold, dry_run=dry_run)
         if result.skipped:
             message = "another sweep is running; nothing done"
         else:

@@ -104,7 +104,7 @@ class Dashboard:
         return hmac.new(self.settings.secret, b"csrf:" + (actor or "").encode(), hashlib.sha256).hexdigest()
 
     def view(self, request: web.Request) -> pages.View:
-        actor = request.get("actor")
+        actor = self.actor(request)
         return pages.View(
             base=self.settings.base_path,
             actions=self.settings.allow_actions,
@@ -138,7 +138,6 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if resource is not None and resource.name in ("static", "login"):
         return await handler(request)
     actor = dash.actor(request)
-    request["actor"] = actor
     view = dash.view(request)
     if actor is None and (s.token or s.trust_header):
         if s.token and request.method == "GET":
@@ -291,7 +290,7 @@ async def action(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     form = await request.post()
     view = dash.view(request)
-    actor = str(request["actor"])
+    actor = str(view.actor)
     ids = sorted({i for i in (_int(str(v), "job_id") for v in form.getall("job_id", [])) if i is not None})
     confirmed = form.get("confirm") == "yes"
     acts = dash.actions

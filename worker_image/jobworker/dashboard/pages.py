@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from importlib import resources
 from string import Template
@@ -148,38 +148,45 @@ def overview_live(snap: Overview) -> str:
 
 
 def chart(snap: Overview) -> str:
-    """Completed and failed jobs per minute as an SVG bar chart, with the same numbers in a table for screen readers."""
-    completed = {m.strftime("%H:%M"): n for m, n in snap.completed_per_minute}
-    failed = {m.strftime("%H:%M"): n for m, n in snap.failed_per_minute}
-    minutes = sorted(set(completed) | set(failed))[-60:]
-    if not minutes:
+    """Completed and failed jobs per minute over the last hour as an SVG bar chart (one slot per minute,
+    now at the right), with the same numbers in a table for screen readers."""
+    now = snap.taken_at.replace(second=0, microsecond=0)
+    slot = {now - timedelta(minutes=59 - i): i for i in range(60)}
+    completed, failed = [0] * 60, [0] * 60
+    for minute, n in snap.completed_per_minute:
+        if minute in slot:
+            completed[slot[minute]] += n
+    for minute, n in snap.failed_per_minute:
+        if minute in slot:
+            failed[slot[minute]] += n
+    if not any(completed) and not any(failed):
         return (
-            '<p class="muted">No completions or failures recorded yet '
+            '<p class="muted">No completions or failures in the last hour yet '
             "(completions are sampled while this dashboard runs).</p>"
         )
-    top = max(1, *(completed.get(m, 0) + failed.get(m, 0) for m in minutes))
-    width, height, bar = 600, 120, 600 / 60
+    top = max(c + f for c, f in zip(completed, failed, strict=True))
+    width, height, bar = 600, 120, 10
     bars = []
-    for i, m in enumerate(minutes):
-        x = i * bar
-        c_h = height * completed.get(m, 0) / top
-        f_h = height * failed.get(m, 0) / top
+    for i, (c, f) in enumerate(zip(completed, failed, strict=True)):
+        c_h, f_h = height * c / top, height * f / top
         bars.append(
-            f'<rect class="completed" x="{x:.1f}" y="{height - c_h:.1f}" width="{bar - 1:.1f}" height="{c_h:.1f}"/>'
+            f'<rect class="completed" x="{i * bar}" y="{height - c_h:.1f}" width="{bar - 1}" height="{c_h:.1f}"/>'
         )
         bars.append(
-            f'<rect class="failed" x="{x:.1f}" y="{height - c_h - f_h:.1f}" width="{bar - 1:.1f}" height="{f_h:.1f}"/>'
+            f'<rect class="failed" x="{i * bar}" y="{height - c_h - f_h:.1f}" width="{bar - 1}" height="{f_h:.1f}"/>'
         )
-    total_c, total_f = sum(completed.values()), sum(failed.values())
     svg = (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="Jobs per minute: '
-        f'{total_c} completed and {total_f} failed in the last hour">{"".join(bars)}</svg>'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="Jobs per minute over the last '
+        f'hour: {sum(completed)} completed and {sum(failed)} failed">{"".join(bars)}</svg>'
     )
-    rows = [[esc(m), str(completed.get(m, 0)), str(failed.get(m, 0))] for m in minutes[-10:]]
-    detail = table("Last 10 minutes (UTC)", ["Minute", "Completed", "Failed"], rows, numeric=(1, 2))
-    return (
-        f'{svg}<p class="muted">Blue: completed. Red: failed.</p><details><summary>Numbers</summary>{detail}</details>'
-    )
+    legend = f'<p class="muted">60 minutes ago … now (UTC). Blue: completed. Red: failed. Tallest bar: {top}.</p>'
+    rows = [
+        [when(now - timedelta(minutes=59 - i)), str(completed[i]), str(failed[i])]
+        for i in range(60)
+        if completed[i] or failed[i]
+    ][-10:]
+    detail = table("Latest minutes with activity", ["Minute", "Completed", "Failed"], rows, numeric=(1, 2))
+    return f"{svg}{legend}<details><summary>Numbers</summary>{detail}</details>"
 
 
 # -- jobs -----------------------------------------------------------------------------------------
