@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from jobworker.worker_utils import OTHER_QUEUES
+
 POOL_LABELS = ("namespace", "pool")
 
 QUEUE_JOBS = Gauge(
@@ -28,12 +30,39 @@ RECONCILE_ERRORS = Counter("jobworker_pool_reconcile_errors", "Reconciliations t
 _series: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 
 
+# At most this many named queues of one pool get their own series; the others are summed as queue "other"
+# (one queue per entity is a common graphile pattern: 100k series per pool would exhaust the shared operator).
+# The reader asks the database for the same cut (WorkerUtils.queue_stats(top_queues=...)).
+TOP_QUEUES = 20
+# Tasks are capped the same way (a task per entity is rarer, but just as unbounded).
+TOP_TASKS = 50
+OTHER_TASKS = "other"
+
+
+def _top(counts: dict[str, int], limit: int) -> set[str]:
+    return {name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]}
+
+
 def observe_queue(namespace: str, pool: str, stats: Any) -> None:
-    """Export a ``QueueStats``-shaped reading (contracts.md)."""
+    """Export a ``QueueStats``-shaped reading (contracts.md), with bounded series: the ``TOP_QUEUES``
+    fullest named queues and ``TOP_TASKS`` busiest tasks by name, the rest as ``other``."""
     current: set[tuple[str, str, str]] = set()
     totals: dict[tuple[str, str, str], int] = {}
+    per_queue: dict[str, int] = {}
+    per_task: dict[str, int] = {}
     for row in stats.by_task:
-        key = (str(row.task), str(row.queue or ""), str(row.state))
+        if row.queue:
+            per_queue[str(row.queue)] = per_queue.get(str(row.queue), 0) + int(row.count)
+        per_task[str(row.task)] = per_task.get(str(row.task), 0) + int(row.count)
+    queues, tasks = _top(per_queue, TOP_QUEUES), _top(per_task, TOP_TASKS)
+    for row in stats.by_task:
+        queue = str(row.queue or "")
+        task = str(row.task)
+        key = (
+            task if task in tasks else OTHER_TASKS,
+            queue if not queue or queue in queues else OTHER_QUEUES,
+            str(row.state),
+        )
         totals[key] = totals.get(key, 0) + int(row.count)
     for key, count in totals.items():
         QUEUE_JOBS.labels(namespace, pool, *key).set(count)

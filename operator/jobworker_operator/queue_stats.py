@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobworker import db, errors
+from jobworker_operator import metrics
 from jobworker_operator.apply import Api, ApiError
 from jobworker_operator.model import Pool
 
@@ -34,7 +35,7 @@ async def worker_utils_reader(database_url: str, schema: str) -> Any:
     from jobworker.worker_utils import WorkerUtils  # lazy: the runtime is optional for the operator
 
     async with WorkerUtils(database_url, schema=schema) as utils:
-        return await utils.queue_stats()
+        return await utils.queue_stats(top_queues=metrics.TOP_QUEUES)
 
 
 async def schema_version(database_url: str, schema: str) -> int | None:

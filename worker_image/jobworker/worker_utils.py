@@ -28,6 +28,8 @@ log = logging.getLogger("jobworker.worker_utils")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
+OTHER_QUEUES = "other"
+"""The queue name under which ``queue_stats(top_queues=N)`` counts every queue beyond the N fullest."""
 ORPHAN_AFTER = timedelta(hours=4)
 """Age after which a lock held by a worker id that never registered (graphile-worker from Node, which keeps a
 job locked for up to 4 hours by design) counts as orphaned: graphile's own rule. The sweep threshold is for
@@ -457,8 +459,13 @@ class WorkerUtils:
         finally:
             await conn.close()
 
-    async def queue_stats(self, stale_after: timedelta = STALE_AFTER) -> QueueStats:
-        rows = await self._rows("queue_stats")
+    async def queue_stats(self, stale_after: timedelta = STALE_AFTER, *, top_queues: int | None = None) -> QueueStats:
+        """Counts by task, queue and state. With ``top_queues``, only that many named queues (the fullest)
+        keep their name and the rest count under ``OTHER_QUEUES``: bounded rows for per-entity queues."""
+        if top_queues is None:
+            rows = await self._rows("queue_stats")
+        else:
+            rows = await self._rows("queue_stats_top_queues", {"top_queues": top_queues, "other": OTHER_QUEUES})
         totals = {"ready": 0, "scheduled": 0, "locked": 0, "failed": 0}
         oldest: float | None = None
         by_task = []
