@@ -89,6 +89,8 @@ class QStashStandIn:
         self.clock_offset = 0.0
         self.tamper_body = False
         self.sub: str | None = None
+        self.drop_publish_responses = 0
+        """Accept this many publishes, then cut the connection before answering: the SDK's retry case."""
         self._queues: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -167,6 +169,10 @@ class QStashStandIn:
         )
         if dedup_id:
             self.dedup[dedup_id] = message.id
+        if self.drop_publish_responses > 0:
+            self.drop_publish_responses -= 1
+            assert request.transport is not None
+            request.transport.abort()  # accepted, but the client never hears so: it sees a network error
         return web.json_response({"messageId": message.id})
 
     @staticmethod

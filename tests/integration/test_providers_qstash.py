@@ -3,7 +3,7 @@ delivers signed requests to the job endpoint, which runs the shared job module."
 
 from __future__ import annotations
 
-import time
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,9 +12,11 @@ from types import SimpleNamespace
 import pytest
 from qstash import AsyncQStash
 
+from jobworker import errors
 from jobworker.config import QStashConfig
 from jobworker.crontab import parse_entry
 from jobworker.endpoint import create_app
+from jobworker.jobs import JobKeyMode
 from jobworker.providers import qstash as provider
 from jobworker.providers.qstash import QStashJobQueue, sync_schedules
 from tests import shared_jobs
@@ -125,19 +127,52 @@ async def test_unknown_job_is_not_retried(stack: Stack) -> None:
     assert '"jobs.unknown_job"' in message.attempts[0].body
 
 
-async def test_every_enqueue_carries_a_deduplication_id(stack: Stack) -> None:
-    payload = shared_jobs.Greeting(name="same")
+async def test_identical_enqueues_without_a_key_are_two_jobs(stack: Stack) -> None:
+    payload = shared_jobs.Greeting(name="twice")
     first = await stack.queue.enqueue(shared_jobs.greet, payload)
     again = await stack.queue.enqueue(shared_jobs.greet, payload)
-    assert (again.id, again.deduplicated, first.deduplicated) == (first.id, True, False)
-    other = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="other"))
-    assert other.id != first.id and not other.deduplicated
-    keyed = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="a"), job_key="k1")
-    rekeyed = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="b"), job_key="k1")
+    assert first.id != again.id and not first.deduplicated and not again.deduplicated
+    for sent in (first, again):
+        assert (await stack.standin.settled(sent.id)).state == "delivered"
+    assert [c.payload["name"] for c in calls("greet")] == ["twice", "twice"]
+
+
+async def test_the_sdks_retry_of_one_enqueue_reuses_its_deduplication_id(stack: Stack) -> None:
+    stack.standin.drop_publish_responses = 1  # published, but the answer is lost: the SDK publishes again
+    sent = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="retried"))
+    assert sent.deduplicated  # the second publish was recognised as the first
+    assert len(stack.standin.messages) == 1
+    assert (await stack.standin.settled(sent.id)).state == "delivered"
+    assert [c.payload["name"] for c in calls("greet")] == ["retried"]
+
+
+@pytest.mark.parametrize("key", ["user:1", "user@example.com", "a/b", "with space", "naïve", "x" * 512])
+async def test_a_key_dedupes_on_the_key_alone(stack: Stack, key: str, caplog: pytest.LogCaptureFixture) -> None:
+    run_at = datetime.now(UTC) + timedelta(seconds=1)
+    keyed = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="a"), job_key=key)
+    rekeyed = await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="b"), job_key=key, run_at=run_at)
     assert rekeyed.id == keyed.id and rekeyed.deduplicated
-    for sent in (first, other, keyed):
-        await stack.standin.settled(sent.id)
-    assert sorted(str(c.payload["name"]) for c in calls("greet")) == ["a", "other", "same"]
+    # The second payload was dropped, and the log says so: QStash cannot replace a waiting message.
+    assert any("cannot replace a waiting message" in r.getMessage() for r in caplog.records)
+    await stack.standin.settled(keyed.id)
+    assert [c.payload["name"] for c in calls("greet")] == ["a"]
+    assert [c.job_key for c in calls("greet")] == [key]
+
+
+@pytest.mark.parametrize("mode", ["replace", "preserve_run_at", JobKeyMode.REPLACE])
+async def test_a_replacing_key_mode_is_refused(stack: Stack, mode: str) -> None:
+    with pytest.raises(errors.ConfigurationError, match=r"job_key_mode .* QStash cannot do .*unsafe_dedupe"):
+        await stack.queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="r"), job_key="k", job_key_mode=mode)
+    assert stack.standin.messages == {}
+
+
+async def test_unsafe_dedupe_is_first_wins_without_a_warning(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("first", "second"):
+        sent = await stack.queue.enqueue(
+            shared_jobs.greet, shared_jobs.Greeting(name=name), job_key="once", job_key_mode="unsafe_dedupe"
+        )
+    assert sent.deduplicated and len(stack.standin.messages) == 1
+    assert not any("cannot replace" in r.getMessage() for r in caplog.records)
 
 
 async def test_run_at_becomes_not_before(stack: Stack) -> None:
@@ -246,11 +281,9 @@ async def test_sync_schedules_command_dry_run(
     assert stack.standin.schedules == {}
 
 
-def test_deduplication_id_is_stable() -> None:
-    at = datetime(2024, 1, 1, tzinfo=UTC)
-    first = provider.deduplication_id("greet", {"b": 1, "a": 2}, at)
-    assert first == provider.deduplication_id("greet", {"a": 2, "b": 1}, at)
-    assert first != provider.deduplication_id("greet", {"a": 2, "b": 1}, None)
-    assert provider.deduplication_id("greet", {}, None, "user:1") == "user:1"
-    assert provider.deduplication_id("greet", {}, None, "naïve key").startswith("jw-")
-    assert time.time() > 0
+def test_deduplication_ids() -> None:
+    assert provider.deduplication_id() != provider.deduplication_id()
+    assert provider.deduplication_id("user:1") == "user:1"
+    hashed = provider.deduplication_id("naïve key")
+    assert hashed == provider.deduplication_id("naïve key") and hashed.startswith("jwk-")
+    assert re.fullmatch(r"[A-Za-z0-9_.:\-]+", hashed) and len(hashed) < 80

@@ -64,7 +64,15 @@ NON_RETRYABLE = 489
 ROUTE_PREFIX = "/v1/jobs/run/"
 MAX_ATTEMPTS_HEADER = "Jobworker-Max-Attempts"
 JOB_KEY_HEADER = "Jobworker-Job-Key"
-"""Forwarded by the qstash provider (as ``Upstash-Forward-<name>``) so the context matches graphile's."""
+"""Forwarded by the qstash provider (as ``Upstash-Forward-<name>``) so the context matches graphile's;
+percent-encoded (``encode_header``), since a header carries ASCII only and a job key may not be ASCII."""
+
+
+def encode_header(value: str) -> str:
+    """``value`` as ASCII for a header; the endpoint decodes it with ``urllib.parse.unquote``."""
+    return urllib.parse.quote(value, safe="")
+
+
 HEALTHY: web.AppKey[Callable[[], bool]] = web.AppKey("jobworker_healthy")
 
 
@@ -351,7 +359,7 @@ class Receiver:
             max_attempts=max_attempts,
             signal=signal,
             provider="qstash",
-            job_key=headers.get(JOB_KEY_HEADER) or None,
+            job_key=urllib.parse.unquote(headers.get(JOB_KEY_HEADER, "")) or None,
         )
         metrics.JOBS_STARTED.labels(name).inc()
         started = time.perf_counter()

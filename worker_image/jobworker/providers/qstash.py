@@ -4,10 +4,14 @@ HTTP job endpoint (``jobworker serve``) back at ``{QSTASH_CALLBACK_URL}/v1/jobs/
 How the JobQueue options map (see /docs and the QStash protocol notes):
 
 * ``run_at`` → ``Upstash-Not-Before``; ``max_attempts`` → ``Upstash-Retries`` (max_attempts - 1);
-* ``job_key`` → ``Upstash-Deduplication-Id``. The id is ALWAYS set, to the job key or else a hash of
-  name + canonical payload + run_at, because the SDK retries network errors and could publish twice.
-  QStash deduplicates for about 10 minutes and keeps the first message: ``job_key_mode`` replace and
-  preserve_run_at cannot be honoured, so a key behaves like ``unsafe_dedupe`` within that window;
+* ``Upstash-Deduplication-Id`` is ALWAYS set, because the SDK retries network errors and could publish
+  twice. Without a ``job_key`` it is fresh for each ``enqueue`` call (the SDK's own retries of that call
+  reuse it), so two identical enqueues are two jobs, as under graphile. With a ``job_key`` it is derived
+  from the key alone (the key itself when it is header-safe, else a hash of it);
+* QStash deduplicates for about 10 minutes and keeps the FIRST message: it cannot replace a waiting
+  message. So ``job_key_mode`` ``replace`` and ``preserve_run_at`` raise ConfigurationError (pass
+  ``unsafe_dedupe`` to accept first-wins), and a keyed enqueue left at the default mode logs a warning
+  when QStash dropped its payload as a duplicate;
 * ``queue`` → a QStash queue (FIFO, one at a time), which cannot be combined with ``run_at``;
 * ``priority`` and ``flags`` have no QStash equivalent and are ignored.
 """
@@ -22,14 +26,15 @@ import logging
 import os
 import re
 import sys
+import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobworker import errors
 from jobworker.config import QStashConfig
 from jobworker.crontab import ScheduleEntry
-from jobworker.endpoint import JOB_KEY_HEADER, MAX_ATTEMPTS_HEADER, check_callback_url
+from jobworker.endpoint import JOB_KEY_HEADER, MAX_ATTEMPTS_HEADER, check_callback_url, encode_header
 from jobworker.jobs import DEFAULT_MAX_ATTEMPTS, JobDefinition, JobKeyMode
 from jobworker.queue import EnqueuedJob
 from jobworker.registry import JobRegistry, load_registry
@@ -53,16 +58,30 @@ def _client(config: QStashConfig) -> AsyncQStash:
     return AsyncQStash(config.token, base_url=config.url)
 
 
-def deduplication_id(job_name: str, body: Any, run_at: datetime | None, job_key: str | None = None) -> str:
-    """The job key when it is header-safe; else a stable hash, identical for identical enqueues."""
-    if job_key is not None and not _UNSAFE_ID.search(job_key):
+def deduplication_id(job_key: str | None = None) -> str:
+    """For a key: the key when it is header-safe, else a hash of the key alone. Without one: a fresh id."""
+    if job_key is None:
+        return "jw-" + uuid.uuid4().hex
+    if not _UNSAFE_ID.search(job_key):
         return job_key
-    canonical = json.dumps(
-        [job_name, body, run_at.astimezone(UTC).isoformat() if run_at else None, job_key],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return "jw-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+    return "jwk-" + hashlib.sha256(job_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _key_mode(job_key: str | None, job_key_mode: JobKeyMode | str | None, job_name: str) -> JobKeyMode | None:
+    if job_key_mode is None:
+        return None
+    try:
+        mode = JobKeyMode(job_key_mode)
+    except ValueError:
+        allowed = ", ".join(m.value for m in JobKeyMode)
+        raise errors.ConfigurationError(f"job_key_mode: {job_key_mode!r} is not one of {allowed}") from None
+    if job_key is not None and mode is not JobKeyMode.UNSAFE_DEDUPE:
+        raise errors.ConfigurationError(
+            f"job {job_name!r}: job_key_mode {mode.value!r} asks to replace a waiting job, which QStash cannot do "
+            "(it keeps the first message with a deduplication id for about 10 minutes); pass "
+            "job_key_mode='unsafe_dedupe' to accept that, or use the graphile provider"
+        )
+    return mode
 
 
 class QStashJobQueue:
@@ -90,18 +109,20 @@ class QStashJobQueue:
     ) -> EnqueuedJob:
         if run_at is not None and run_at.tzinfo is None:
             raise errors.ConfigurationError("run_at: must be timezone-aware (for example datetime.now(UTC))")
+        mode = _key_mode(job_key, job_key_mode, job.name)
         body = job.dump(payload)
         attempts = max_attempts if max_attempts is not None else job.max_attempts
         queue = queue if queue is not None else job.queue
         headers = {MAX_ATTEMPTS_HEADER: str(attempts)}
         if job_key is not None:
-            headers[JOB_KEY_HEADER] = job_key
+            headers[JOB_KEY_HEADER] = encode_header(job_key)
         options: dict[str, Any] = {
             "url": self.config.destination(job.name),
             "body": body,
             "headers": headers,
             "retries": attempts - 1,
-            "deduplication_id": deduplication_id(job.name, body, run_at, job_key),
+            # One id per call: the SDK's retries of this call send it again, a new call gets a new one.
+            "deduplication_id": deduplication_id(job_key),
         }
         if queue is not None:
             if run_at is not None:
@@ -114,7 +135,16 @@ class QStashJobQueue:
             if run_at is not None:
                 options["not_before"] = int(run_at.timestamp())
             response = await self.client.message.publish_json(**options)
-        return EnqueuedJob(response.message_id, job.name, deduplicated=bool(response.deduplicated))
+        deduplicated = bool(response.deduplicated)
+        if deduplicated and job_key is not None and mode is None:
+            log.warning(
+                "job %r: QStash kept the waiting message %s with job_key %r and dropped this payload; it cannot "
+                "replace a waiting message (pass job_key_mode='unsafe_dedupe' to say that first-wins is intended)",
+                job.name,
+                response.message_id,
+                job_key,
+            )
+        return EnqueuedJob(response.message_id, job.name, deduplicated=deduplicated)
 
     async def close(self) -> None:
         await self.client.http._client.aclose()
@@ -140,7 +170,7 @@ def schedule_plan(
         cron = entry.cron if entry.timezone == "UTC" else f"CRON_TZ={entry.timezone} {entry.cron}"
         headers = {MAX_ATTEMPTS_HEADER: str(attempts)}
         if entry.job_key is not None:
-            headers[JOB_KEY_HEADER] = entry.job_key
+            headers[JOB_KEY_HEADER] = encode_header(entry.job_key)
         plan.append(
             {
                 "schedule_id": schedule_id(entry),
