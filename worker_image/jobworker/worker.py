@@ -34,6 +34,13 @@ from jobworker.settings import WorkerSettings
 log = logging.getLogger("jobworker.worker")
 CHANNEL = "jobs:insert"
 MAX_RETRY_DELAY_SECONDS = 10 * 365 * 86400
+MAX_BACKOFF = 1.0
+"""Seconds between retries while the database is unreachable, at most: work resumes within about a second
+of the server accepting connections again (it was 5 s, plus the pool's 30 s wait)."""
+POOL_WAIT = 1.0
+"""Seconds a statement waits for a pooled connection. The pool gives up reconnecting at once while the
+server is down (reconnect_timeout=0), and a waiter would otherwise sit out psycopg_pool's default 30 s;
+failing fast hands control back to the loop, whose next attempt makes the pool connect again."""
 
 
 @dataclass
@@ -127,7 +134,7 @@ class Worker:
 
     async def _fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         assert self._pool is not None
-        async with self._pool.connection() as conn:
+        async with self._pool.connection(timeout=POOL_WAIT) as conn:
             cur = await conn.execute(self.q(name), params)
             return await cur.fetchall() if cur.description else []
 
@@ -205,7 +212,7 @@ class Worker:
                     self._stray_locks = True
                     log.warning("claim failed (%s); retrying in %.1fs", db._one_line(exc), backoff)
                     await self._sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 except Exception:
                     self._stray_locks = True
@@ -213,7 +220,7 @@ class Worker:
                     # loop on the same jobs, burning an attempt of each one every time.
                     log.exception("unexpected error while claiming; retrying in %.1fs", backoff)
                     await self._sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
             if drain and not self._running and not self._local and claimed == 0:
                 # Done only if no result landed during the claim: one may have freed a named queue whose
@@ -431,7 +438,7 @@ class Worker:
                 self._results = batch + self._results
                 self._results_ready.set()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
             finally:
                 self._writing = False
                 self._writing_ids = set()
@@ -659,7 +666,7 @@ class Worker:
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", db._one_line(exc), backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
 
 
 @functools.lru_cache(maxsize=4096)
