@@ -43,4 +43,13 @@ def hold(payload: Note, ctx: JobContext) -> None:
         time.sleep(0.02)
 
 
-registry = JobRegistry([record, hold])
+ODD_NAME = "mail to/ü 100%?#"
+"""A name graphile allows that is not URL-safe: the provider and the endpoint percent-encode it."""
+
+
+@define_job(ODD_NAME, payload=Note)
+async def odd(payload: Note, ctx: JobContext) -> None:
+    _record(ctx.job_name, payload, ctx)
+
+
+registry = JobRegistry([record, hold, odd])

@@ -76,8 +76,8 @@ def serve(*args: str, env: dict[str, str] | None = None, tasks: str = "tests.end
         QSTASH_NEXT_SIGNING_KEY=NEXT,
         QSTASH_CALLBACK_URL=base,
         ENDPOINT_TEST_CALLS=str(workdir / "calls.jsonl"),
-        **(env or {}),
     )
+    child_env.update(env or {})
     stderr = open(workdir / "stderr.log", "wb")  # closed in the finally below
     argv = [sys.executable, "-m", "jobworker", "serve", "--tasks", tasks, "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([*argv, *args], env=child_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)

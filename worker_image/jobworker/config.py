@@ -31,7 +31,16 @@ class QStashConfig:
     """The public base URL QStash calls; deliveries go to ``{callback_url}/v1/jobs/run/<name>``."""
 
     def destination(self, job_name: str) -> str:
-        return f"{self.callback_url}/v1/jobs/run/{job_name}"
+        """The URL QStash calls for ``job_name``, which its signature's ``sub`` names exactly.
+
+        The name is percent-encoded (a job name may hold spaces, ``/`` or any character graphile allows), and
+        the endpoint decodes it. Only ``.`` and ``..`` cannot be sent: every URL parser resolves them as steps.
+        """
+        if job_name in (".", ".."):
+            raise errors.ConfigurationError(
+                f"job name {job_name!r} cannot be delivered by QStash: a URL path resolves it; rename the job"
+            )
+        return f"{self.callback_url}/v1/jobs/run/{urllib.parse.quote(job_name, safe='')}"
 
     @classmethod
     def from_env(

@@ -541,8 +541,15 @@ def asgi_app(
                     return
                 await send({"type": "lifespan.startup.complete"})
         path, root = scope["path"], scope.get("root_path", "")
+        # The job name is the one segment after the prefix, percent-decoded: read it from raw_path, where an
+        # encoded "/" in a name is still "%2F" (path has it decoded into a separator).
+        raw = scope.get("raw_path") or urllib.parse.quote(path).encode()
+        raw_path = raw.decode("latin-1").split("?", 1)[0]
         if root and path.startswith(root):  # Starlette keeps the mount prefix in path; plain ASGI does not
             path = path[len(root) :]
+        raw_root = urllib.parse.quote(root)
+        if raw_root and raw_path.startswith(raw_root):
+            raw_path = raw_path[len(raw_root) :]
         headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         if scope["method"] == "GET" and path == "/healthz":
             return await send_reply(send, Reply(200, {"ok": True}))
@@ -551,7 +558,8 @@ def asgi_app(
             kind = prometheus_client.CONTENT_TYPE_LATEST.encode()
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
             return await send({"type": "http.response.body", "body": body})
-        if not (scope["method"] == "POST" and path.startswith(ROUTE_PREFIX) and "/" not in path[len(ROUTE_PREFIX) :]):
+        segment = raw_path[len(ROUTE_PREFIX) :]
+        if not (scope["method"] == "POST" and raw_path.startswith(ROUTE_PREFIX) and segment and "/" not in segment):
             return await send_reply(send, _error(404, "jobs.not_found", f"no route for {scope['method']} {path}"))
 
         async def chunks() -> Chunks:
@@ -564,7 +572,7 @@ def asgi_app(
                 more = message.get("more_body", False)
 
         length = _int(headers.get("Content-Length"), -1)
-        name = path[len(ROUTE_PREFIX) :]
+        name = urllib.parse.unquote(segment)
         reply = await receiver.handle(name, headers, length if length >= 0 else None, chunks())
         await send_reply(send, reply)
 
