@@ -1,10 +1,16 @@
-"""`make demo`: an embedded PostgreSQL, a real worker process, and a mix of jobs until all are done."""
+"""`make demo`: an embedded PostgreSQL, a real worker process, the dashboard, and a mix of jobs until all are done.
+
+The dashboard's URL is printed first; open it to watch the jobs go. With a terminal attached the demo keeps
+the dashboard up after the jobs finish, until Ctrl-C; without one (CI) it stops at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,12 +51,41 @@ async def progress(url: str, deadline: float) -> bool:
     return False
 
 
+def free_port(preferred: int = 8081) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def start_dashboard(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``jobworker dashboard`` (read-only) on 127.0.0.1; returns the process and its URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobworker", "dashboard", "--port", str(port), "--refresh", "1s"], env=env
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
 def main() -> int:
     print("starting an embedded PostgreSQL 18 ...")
     with EphemeralPostgres() as pg:
         result = asyncio.run(migrate(pg.url))
         print(f"migrated: {', '.join(result.applied)}")
         env = {**os.environ, "DATABASE_URL": pg.url, "PYTHONPATH": os.getcwd()}
+        dashboard, url = start_dashboard(env)
+        print(f"dashboard: {url}")
         worker = subprocess.Popen(
             [sys.executable, "-m", "jobworker", "worker", "--tasks", "examples.tasks", "--concurrency", "4"],
             env=env,
@@ -58,10 +93,16 @@ def main() -> int:
         try:
             asyncio.run(enqueue(pg.url))
             done = asyncio.run(progress(pg.url, time.monotonic() + 60))
+            print("all jobs done" if done else "timed out waiting for jobs")
+            if sys.stdin.isatty():
+                print(f"the dashboard stays up at {url}; press Ctrl-C to stop")
+                with contextlib.suppress(KeyboardInterrupt):
+                    dashboard.wait()
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
-        print("all jobs done" if done else "timed out waiting for jobs")
+            for proc in (worker, dashboard):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=30)
         return 0 if done else 1
 
 

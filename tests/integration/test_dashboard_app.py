@@ -146,3 +146,11 @@ async def test_mounted_under_a_base_path(client: Client, seeded: Seeded) -> None
 async def test_bad_filter_is_a_clear_400(client: Client, seeded: Seeded) -> None:
     response = await (await client()).get("/jobs?state=bogus")
     assert response.status == 400 and "state: &#x27;bogus&#x27; is not one of" in await response.text()
+
+
+def test_cli_refuses_actions_without_a_user_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobworker import cli
+
+    code = cli.main(["--database-url", "postgresql://localhost/x", "dashboard", "--allow-actions"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and err.count("\n") == 1 and "--token" in err and "--trust-header" in err
