@@ -72,10 +72,10 @@ kind-up: $(STAMP)
 kind-down:
 	kind delete cluster --name jobworker
 
-# Needs Docker; nothing in `make test` does.
+# jobworker:dev and jobworker-operator:dev: with docker where an engine runs, else with buildah on a base
+# built from Debian packages (no registry). Cached by their inputs; see docs/images.md.
 images:
-	docker build -f worker_image/Dockerfile -t jobworker:dev .
-	docker build -f operator/Dockerfile -t jobworker-operator:dev .
+	$(PYTHON) hack/images.py build
 
 chart-crds:
 	scripts/sync_chart_crds.sh
