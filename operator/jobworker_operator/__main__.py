@@ -54,6 +54,13 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.Options:
         default=settings.DEFAULT_WATCH_INACTIVITY_TIMEOUT,
         help="reconnect a watch that has been silent this long (default %(default)s)",
     )
+    parser.add_argument(
+        "--queue-stats-from",
+        choices=settings.QUEUE_STATS_SOURCES,
+        default=settings.DEFAULT_QUEUE_STATS_SOURCE,
+        help="database: read each graphile pool's database URL Secret and query it (get on Secrets); workers: "
+        "ask a ready worker of the pool over its metrics port, and read no Secret (default %(default)s)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -66,6 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> settings.Options:
         metrics_port=args.metrics_port,
         resync_seconds=args.resync_seconds,
         watch_inactivity_timeout=args.watch_inactivity_timeout,
+        queue_stats_source=args.queue_stats_from,
     )
 
 

@@ -33,6 +33,7 @@ PLURALS = {
     "Job": "jobs",
     "CronJob": "cronjobs",
     "ServiceMonitor": "servicemonitors",
+    "EndpointSlice": "endpointslices",
     names.KIND: names.PLURAL,
 }
 # Kinds the operator lists to find its children (ServiceMonitors: the RBAC has no list, see prune()).

@@ -45,7 +45,9 @@ def register(opts: operator_settings.Options, registry: kopf.OperatorRegistry, r
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         operator_settings.configure(settings, opts)
-        memo.runtime = reconcile.Runtime(api=await Api.connect(settings), reader=reader)
+        memo.runtime = reconcile.Runtime(
+            api=await Api.connect(settings), reader=reader, stats_source=opts.queue_stats_source
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:

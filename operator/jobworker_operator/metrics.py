@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from jobworker import worker_utils
 from jobworker.worker_utils import OTHER_QUEUES
 
 POOL_LABELS = ("namespace", "pool")
@@ -33,7 +34,7 @@ _series: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 # At most this many named queues of one pool get their own series; the others are summed as queue "other"
 # (one queue per entity is a common graphile pattern: 100k series per pool would exhaust the shared operator).
 # The reader asks the database for the same cut (WorkerUtils.queue_stats(top_queues=...)).
-TOP_QUEUES = 20
+TOP_QUEUES = worker_utils.TOP_QUEUES
 # Tasks are capped the same way (a task per entity is rarer, but just as unbounded).
 TOP_TASKS = 50
 OTHER_TASKS = "other"

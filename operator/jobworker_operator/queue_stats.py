@@ -7,12 +7,16 @@ depends on it at import time; tests pass their own ``Reader``.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from jobworker import db, errors
-from jobworker_operator import metrics
+from jobworker_operator import metrics, names
 from jobworker_operator.apply import Api, ApiError
 from jobworker_operator.model import Pool
 
@@ -64,6 +68,90 @@ def redact(text: str, url: str = "") -> str:
 
 def install_log_redaction() -> None:
     db.install_log_redaction(lambda: tuple(SEEN_SECRETS))
+
+
+async def read_from_workers(api: Api, pool: Pool) -> Reading:
+    """The no-Secrets mode: ask a ready worker of the pool for its queue reading (``/metrics?queue_stats=1``).
+
+    The operator then needs only list on EndpointSlices and a network path to the workers' metrics port.
+    Without a running worker (scaled to 0, draining for a breaking migration) there is no reading.
+    """
+    service = names.metrics_service(pool.name)
+    if not pool.metrics.enabled:
+        raise QueueStatsError(
+            "queue statistics come from the workers' metrics (queueStats.source workers): "
+            "set spec.metrics.enabled to true"
+        )
+    try:
+        slices = await api.list(
+            "discovery.k8s.io/v1", "EndpointSlice", pool.namespace, f"kubernetes.io/service-name={service}"
+        )
+    except ApiError as exc:
+        raise QueueStatsError(f"cannot list the endpoints of Service {service}: {exc}") from exc
+    addresses = [
+        address
+        for piece in slices
+        for endpoint in piece.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready") is not False
+        for address in endpoint.get("addresses") or []
+    ]
+    if not addresses:
+        raise QueueStatsError(f"no ready worker behind Service {service} to read queue statistics from")
+    problems = []
+    for address in addresses[:3]:
+        host = f"[{address}]" if ":" in address else address
+        url = f"http://{host}:{pool.metrics.port}/metrics?queue_stats=1"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as session,
+                session.get(url) as resp,
+            ):
+                text = await resp.text()
+                if resp.status != 200:
+                    problems.append(f"{address}: HTTP {resp.status} {text.strip()[:200]}")
+                    continue
+        except (aiohttp.ClientError, OSError) as exc:
+            problems.append(f"{address}: {exc or type(exc).__name__}")
+            continue
+        return parse_worker_reading(text)
+    raise QueueStatsError(f"no worker of Service {service} answered with queue statistics: {'; '.join(problems)}")
+
+
+def parse_worker_reading(text: str) -> Reading:
+    """A worker's ``jobworker_queue_reading_*`` series (jobworker.httpserver) as a QueueStats reading."""
+    from jobworker.models import QueueStats, TaskQueueStats
+
+    rows: list[TaskQueueStats] = []
+    totals = {"ready": 0, "scheduled": 0, "locked": 0, "failed": 0}
+    single: dict[str, float] = {}
+    workers: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "jobworker_queue_reading_jobs":
+                labels, count = sample.labels, int(sample.value)
+                rows.append(TaskQueueStats(labels["task"], labels["queue"] or None, labels["state"], count))
+                totals[labels["state"]] = totals.get(labels["state"], 0) + count
+            elif sample.name == "jobworker_queue_reading_workers":
+                workers[sample.labels["state"]] = int(sample.value)
+            elif sample.name.startswith("jobworker_queue_reading_"):
+                single[sample.name] = sample.value
+    if "jobworker_queue_reading_schema_version" not in single:
+        raise QueueStatsError(
+            "the worker's /metrics has no queue reading: its image predates queueStats.source workers"
+        )
+    oldest = single.get("jobworker_queue_reading_oldest_ready_seconds", math.nan)
+    version = single["jobworker_queue_reading_schema_version"]
+    stats = QueueStats(
+        ready=totals["ready"],
+        scheduled=totals["scheduled"],
+        locked=totals["locked"],
+        failed=totals["failed"],
+        oldest_ready_seconds=None if math.isnan(oldest) else oldest,
+        by_task=rows,
+        workers_active=workers.get("active", 0),
+        workers_stale=workers.get("stale", 0),
+    )
+    return Reading(stats, None if math.isnan(version) else int(version))
 
 
 async def read(api: Api, pool: Pool, reader: Reader) -> Reading:

@@ -25,6 +25,9 @@ PoolKey = tuple[str, str]  # (namespace, name)
 class Runtime:
     api: Api
     reader: queue_stats.Reader
+    # "database": read the pool's database URL Secret and query it; "workers": ask the pool's workers
+    # (no Secret access at all; settings.Options.queue_stats_source).
+    stats_source: str = "database"
     locks: dict[PoolKey, asyncio.Lock] = field(default_factory=dict)
     pending: dict[PoolKey, bool] = field(default_factory=dict)  # key -> refresh queue stats
     stats_problem: dict[PoolKey, str] = field(default_factory=dict)  # last DB error, until a good reading
@@ -161,7 +164,10 @@ async def _queue(
     if not (refresh or draining):
         return None
     try:
-        reading = await queue_stats.read(rt.api, pool, rt.reader)
+        if rt.stats_source == "workers":
+            reading = await queue_stats.read_from_workers(rt.api, pool)
+        else:
+            reading = await queue_stats.read(rt.api, pool, rt.reader)
     except queue_stats.QueueStatsError as exc:
         log.warning("pool %s/%s: %s", pool.namespace, pool.name, exc)
         rt.stats_problem[key] = str(exc)

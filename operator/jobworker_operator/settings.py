@@ -14,6 +14,8 @@ DEFAULT_LIVENESS_PORT = 8080
 DEFAULT_METRICS_PORT = 9000
 DEFAULT_RESYNC_SECONDS = 30.0
 DEFAULT_WATCH_INACTIVITY_TIMEOUT = 70.0
+QUEUE_STATS_SOURCES = ("database", "workers")
+DEFAULT_QUEUE_STATS_SOURCE = "database"
 # An int: kopf passes it verbatim as timeoutSeconds, which the API server parses as an integer.
 DEFAULT_WATCH_SERVER_TIMEOUT = 300
 
@@ -27,6 +29,8 @@ class Options:
     # Period of the per-pool timer: queue stats, autoscaling and drift correction.
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     watch_inactivity_timeout: float = DEFAULT_WATCH_INACTIVITY_TIMEOUT
+    # "database" (read each pool's database URL Secret) or "workers" (no Secrets: ask the pool's workers).
+    queue_stats_source: str = DEFAULT_QUEUE_STATS_SOURCE
 
     @property
     def liveness_endpoint(self) -> str:

@@ -25,7 +25,7 @@ from jobworker import __version__, db, errors, migrate
 from jobworker.durations import format_duration, parse_duration
 from jobworker.registry import load_registry
 from jobworker.settings import WorkerSettings
-from jobworker.worker_utils import CLEANUP_TASKS, DEFAULT_RECOVERY_DELAY, STALE_AFTER, WorkerUtils
+from jobworker.worker_utils import CLEANUP_TASKS, DEFAULT_RECOVERY_DELAY, STALE_AFTER, TOP_QUEUES, WorkerUtils
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD = 1, 2, 3, 4, 5
 STATES = ("all", "ready", "scheduled", "locked", "failed")
@@ -117,7 +117,19 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
         count = await worker.run_once()
         out.emit({"processed": count}, f"processed {count} jobs")
         return 0
-    runner = await httpserver.start(settings.http_port, lambda: worker.healthy) if settings.http_port else None
+    schema = db.resolve_schema(args.schema)
+
+    async def queue_stats() -> tuple[Any, int | None]:
+        """For the operator's no-Secrets mode (/metrics?queue_stats=1), on this worker's own connection URL."""
+        async with WorkerUtils(url, schema) as utils:
+            stats = await utils.queue_stats(top_queues=TOP_QUEUES)
+        return stats, (await migrate.schema_version(url, schema))[0]
+
+    runner = (
+        await httpserver.start(settings.http_port, lambda: worker.healthy, queue_stats=queue_stats)
+        if settings.http_port
+        else None
+    )
     _on_signals(lambda first: worker.stop(force=not first))
     try:
         await worker.run()

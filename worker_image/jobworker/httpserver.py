@@ -1,20 +1,80 @@
-"""A tiny aiohttp server for /healthz and /metrics, shared by the worker and scheduler processes."""
+"""A tiny aiohttp server for /healthz and /metrics, shared by the worker and scheduler processes.
+
+``GET /metrics?queue_stats=1`` adds the queue statistics of the worker's own database (bounded like the
+operator's: the fullest queues by name, the rest as ``other``), read at most every few seconds. Only the
+operator asks for it, in its no-Secrets mode (the chart's ``queueStats.source: workers``); Prometheus'
+plain scrapes never pay for the query.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+QueueStatsReader = Callable[[], Awaitable[tuple[Any, int | None]]]  # -> (QueueStats, graphile migration)
+QUEUE_STATS_MAX_AGE = 5.0
 
 
-def health_app(healthy: Callable[[], bool]) -> web.Application:
+class QueueReading:
+    """The latest queue statistics as Prometheus text, refreshed when older than ``QUEUE_STATS_MAX_AGE``."""
+
+    def __init__(self, read: QueueStatsReader) -> None:
+        self.read = read
+        self.text = b""
+        self.at = -math.inf
+        self.lock = asyncio.Lock()
+
+    async def current(self) -> bytes:
+        async with self.lock:
+            if time.monotonic() - self.at >= QUEUE_STATS_MAX_AGE:
+                stats, schema_version = await self.read()
+                self.text, self.at = render_queue_reading(stats, schema_version), time.monotonic()
+            return self.text
+
+
+def render_queue_reading(stats: Any, schema_version: int | None) -> bytes:
+    registry = CollectorRegistry()
+    jobs = Gauge(
+        "jobworker_queue_reading_jobs", "Jobs by task, queue and state.", ["task", "queue", "state"], registry=registry
+    )
+    for row in stats.by_task:
+        jobs.labels(row.task, row.queue or "", row.state).inc(row.count)
+    oldest = stats.oldest_ready_seconds
+    Gauge(
+        "jobworker_queue_reading_oldest_ready_seconds", "Age of the oldest ready job (NaN: none).", registry=registry
+    ).set(math.nan if oldest is None else oldest)
+    workers = Gauge("jobworker_queue_reading_workers", "Workers by heartbeat state.", ["state"], registry=registry)
+    workers.labels("active").set(stats.workers_active)
+    workers.labels("stale").set(stats.workers_stale)
+    Gauge(
+        "jobworker_queue_reading_schema_version",
+        "graphile-worker migration of the schema (NaN: unknown).",
+        registry=registry,
+    ).set(math.nan if schema_version is None else schema_version)
+    return generate_latest(registry)
+
+
+def health_app(healthy: Callable[[], bool], queue_stats: QueueStatsReader | None = None) -> web.Application:
+    reading = QueueReading(queue_stats) if queue_stats else None
+
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy()
         return web.json_response({"status": "ok" if ok else "unhealthy"}, status=200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest()
+        if reading is not None and request.query.get("queue_stats") == "1":
+            try:
+                body += await reading.current()
+            except Exception as exc:  # the process' own metrics still answer; the operator reports the problem
+                return web.Response(status=503, text=f"queue statistics unavailable: {type(exc).__name__}\n")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -22,8 +82,10 @@ def health_app(healthy: Callable[[], bool]) -> web.Application:
     return app
 
 
-async def start(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> web.AppRunner:
-    runner = web.AppRunner(health_app(healthy), access_log=None)
+async def start(
+    port: int, healthy: Callable[[], bool], host: str = "0.0.0.0", *, queue_stats: QueueStatsReader | None = None
+) -> web.AppRunner:
+    runner = web.AppRunner(health_app(healthy, queue_stats), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -28,6 +28,8 @@ log = logging.getLogger("jobworker.worker_utils")
 ANALYZE_THRESHOLD = 10_000
 """Bulk adds this large refresh planner statistics so the claim keeps its partial indexes."""
 STALE_AFTER = timedelta(minutes=5)
+TOP_QUEUES = 20
+"""Named queues a bounded reading (the operator's, a worker's /metrics?queue_stats=1) keeps by name."""
 OTHER_QUEUES = "other"
 """The queue name under which ``queue_stats(top_queues=N)`` counts every queue beyond the N fullest."""
 ORPHAN_AFTER = timedelta(hours=4)
