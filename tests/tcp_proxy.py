@@ -3,7 +3,9 @@
 - ``drop_reply_containing(marker)``: the first server-to-client chunk holding ``marker`` is never delivered,
   and that connection is closed: a reply lost after the statement committed.
 - ``freeze()``: stop forwarding in both directions without closing anything (no RST, no FIN), as a
-  half-open connection or a partition looks to both ends; ``thaw()`` resumes new connections only.
+  half-open connection or a partition looks to both ends; ``thaw()`` resumes.
+- ``freeze_existing()``: the connections open now stop forwarding for good (without closing), while new
+  connections work: a NAT or firewall that silently forgot the old ones.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class TcpProxy:
         self._thawed = asyncio.Event()
         self._thawed.set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._gates: list[asyncio.Event] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -60,6 +63,11 @@ class TcpProxy:
         self.frozen = True
         self._thawed.clear()
 
+    def freeze_existing(self) -> None:
+        for gate in self._gates:
+            gate.clear()
+        self._gates = []
+
     def thaw(self) -> None:
         self.frozen = False
         self._thawed.set()
@@ -74,12 +82,21 @@ class TcpProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        for coro in (self._pump(reader, up_writer, upstream=True), self._pump(up_reader, writer, upstream=False)):
+        gate = asyncio.Event()
+        gate.set()
+        self._gates.append(gate)
+        pumps = (
+            self._pump(reader, up_writer, gate, upstream=True),
+            self._pump(up_reader, writer, gate, upstream=False),
+        )
+        for coro in pumps:
             task = asyncio.create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event, *, upstream: bool
+    ) -> None:
         try:
             while True:
                 data = await reader.read(65536)
@@ -87,6 +104,7 @@ class TcpProxy:
                     break
                 # Frozen: hold the bytes, so nothing arrives and nothing is refused.
                 await self._thawed.wait()
+                await gate.wait()
                 if not upstream and self._drop is not None and self._drop in data:
                     self._drop = None
                     self.dropped += 1

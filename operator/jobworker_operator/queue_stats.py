@@ -49,7 +49,10 @@ async def schema_version(database_url: str, schema: str) -> int | None:
 
     query = sql.SQL("select max(id) from {}.migrations").format(sql.Identifier(schema))
     try:
-        async with await psycopg.AsyncConnection.connect(database_url, connect_timeout=5) as conn:
+        from jobworker import db  # lazy, as above: timeouts and keepalives like every runtime connection
+
+        options = {**db.connect_options(database_url), "connect_timeout": 5}
+        async with await psycopg.AsyncConnection.connect(database_url, **options) as conn:
             row = await (await conn.execute(query)).fetchone()
     except psycopg.Error:
         return None

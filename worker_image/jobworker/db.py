@@ -186,9 +186,20 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def connect_options(url: str) -> dict[str, Any]:
+    """Timeouts and TCP keepalives for a connection to ``url`` (see settings.ConnectionSettings); a
+    parameter the URL sets itself is left to the URL."""
+    from jobworker.settings import ConnectionSettings
+
+    given = conninfo.conninfo_to_dict(url)
+    return {k: v for k, v in ConnectionSettings.from_env().libpq().items() if k not in given}
+
+
 async def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.AsyncConnection[dict[str, Any]]:
     with wrap_exceptions():
-        return await psycopg.AsyncConnection.connect(url, autocommit=autocommit, row_factory=dict_row, **kwargs)
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=autocommit, row_factory=dict_row, **{**connect_options(url), **kwargs}
+        )
 
 
 @contextlib.asynccontextmanager

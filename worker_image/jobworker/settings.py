@@ -93,3 +93,50 @@ def _coerce(name: str, raw: str, annotation: Any) -> Any:
         return raw
     except ValueError:
         raise errors.ConfigurationError(f"JOBWORKER_{name.upper()}: {raw!r} is not a valid {kind}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionSettings:
+    """Timeouts of every database connection (worker pool, LISTEN, WorkerUtils, scheduler, operator reader).
+
+    Without them a half-open TCP connection (a partition, a NAT that forgot it, a frozen server) hangs a
+    claim for about 15 minutes and LISTEN for ever. Env: ``JOBWORKER_<FIELD>``; a value given in the
+    database URL itself (``?connect_timeout=5``) wins.
+    """
+
+    connect_timeout: float = 10.0
+    """Seconds to establish a connection (libpq connect_timeout)."""
+    tcp_keepalives_idle: float = 30.0
+    """Seconds of silence before TCP keepalive probes start; then every 10 s, and 3 unanswered probes drop it."""
+    tcp_user_timeout: float = 30.0
+    """Seconds sent data may stay unacknowledged before the kernel drops the connection (libpq tcp_user_timeout)."""
+    operation_timeout: float = 60.0
+    """Seconds a worker's statement (claim, result write, heartbeat, LISTEN check) may take before the worker
+    gives up on that connection and retries on a new one: the bound for a peer that accepts bytes but never
+    answers, which TCP cannot see. psycopg then spends up to 5 s more trying to cancel it."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise errors.ConfigurationError(f"{f.name} (JOBWORKER_{f.name.upper()}): must be greater than 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionSettings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"JOBWORKER_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f.name, raw, f.type)
+        return cls(**values)
+
+    def libpq(self) -> dict[str, Any]:
+        """The libpq connection parameters for these settings."""
+        return {
+            "connect_timeout": max(2, round(self.connect_timeout)),  # libpq: whole seconds, 2 at least
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(self.tcp_keepalives_idle)),
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": round(self.tcp_user_timeout * 1000),
+        }

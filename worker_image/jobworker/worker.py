@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from jobworker import db, errors, metrics, sql
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition
 from jobworker.registry import JobRegistry
-from jobworker.settings import WorkerSettings
+from jobworker.settings import ConnectionSettings, WorkerSettings
 
 log = logging.getLogger("jobworker.worker")
 CHANNEL = "jobs:insert"
@@ -73,6 +73,7 @@ class Worker:
         self.worker_id = (
             self.settings.worker_id or f"jobworker-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
+        self._connection = ConnectionSettings.from_env()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] | None = None
         self._task_ids: dict[str, int] = {}
         self._task_names: dict[int, str] = {}
@@ -113,7 +114,12 @@ class Worker:
             self.database_url,
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "prepare_threshold": 0,
+                **db.connect_options(self.database_url),
+            },
             open=False,
             reconnect_timeout=0,
         )
@@ -134,9 +140,12 @@ class Worker:
 
     async def _fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         assert self._pool is not None
-        async with self._pool.connection(timeout=POOL_WAIT) as conn:
-            cur = await conn.execute(self.q(name), params)
-            return await cur.fetchall() if cur.description else []
+        # A connection whose peer takes bytes but never answers (no RST, so TCP cannot tell) would hang
+        # this statement for ever: give up after operation_timeout; psycopg then closes the connection.
+        async with asyncio.timeout(self._connection.operation_timeout):
+            async with self._pool.connection(timeout=POOL_WAIT) as conn:
+                cur = await conn.execute(self.q(name), params)
+                return await cur.fetchall() if cur.description else []
 
     async def run(self) -> None:
         """Run until ``stop()`` (or SIGTERM/SIGINT, when the CLI installs the handlers)."""
@@ -652,19 +661,29 @@ class Worker:
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+                limit = self._connection.operation_timeout
+                conn = await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True, **db.connect_options(self.database_url)
+                )
                 try:
-                    await conn.execute(f'listen "{CHANNEL}"')
+                    async with asyncio.timeout(limit):
+                        await conn.execute(f'listen "{CHANNEL}"')
                     backoff = 0.1
                     self._wake.set()  # anything sent while we were not listening is found by this claim
-                    async for _ in conn.notifies():
-                        self._wake.set()
+                    while True:
+                        async for _ in conn.notifies(timeout=self.settings.heartbeat_interval):
+                            self._wake.set()
+                        # Quiet for a while: make sure the server still answers. A half-open connection
+                        # delivers nothing and raises nothing, so LISTEN would otherwise wait for ever.
+                        async with asyncio.timeout(limit):
+                            await conn.execute("select 1")
                 finally:
                     await conn.close()
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", db._one_line(exc), backoff)
+                reason = "no answer" if isinstance(exc, TimeoutError) else db._one_line(exc)
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", reason, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
