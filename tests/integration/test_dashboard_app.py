@@ -148,9 +148,45 @@ async def test_bad_filter_is_a_clear_400(client: Client, seeded: Seeded) -> None
     assert response.status == 400 and "state: &#x27;bogus&#x27; is not one of" in await response.text()
 
 
-def test_cli_refuses_actions_without_a_user_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from jobworker import cli
+def test_cli_refuses_actions_without_a_user_in_one_line() -> None:
+    import subprocess
+    import sys
 
-    code = cli.main(["--database-url", "postgresql://localhost/x", "dashboard", "--allow-actions"])
-    err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE and err.count("\n") == 1 and "--token" in err and "--trust-header" in err
+    # A subprocess: cli.main ends the process itself when threads are left, as pytest's are.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobworker",
+            "--database-url",
+            "postgresql://localhost/x",
+            "dashboard",
+            "--allow-actions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--token" in done.stderr and "--trust-header" in done.stderr
+
+
+async def test_schedules_page_joins_definitions_with_the_schedulers_table(client: Client, seeded: Seeded) -> None:
+    from jobworker.crontab import ScheduleEntry
+
+    nightly = ScheduleEntry(id="nightly", task="cleanup", cron="0 3 * * *", timezone="Europe/Paris")
+    hourly = ScheduleEntry(id="hourly", task="report", cron="0 * * * *")  # defined, never fired yet
+    page = await (await (await client(schedules=(nightly, hourly))).get("/schedules")).text()
+    rows = {m[1]: m[0] for m in re.finditer(r"<tr><td>(\w+)</td>.*?</tr>", page)}
+    assert "0 3 * * *" in rows["nightly"] and "Europe/Paris" in rows["nightly"]
+    assert rows["nightly"].count("<time") == 3  # next fire, last fired tick, known since
+    assert "0 * * * *" in rows["hourly"] and rows["hourly"].count("<time") == 1  # only the next fire
+    bare = await (await (await client()).get("/schedules")).text()
+    assert "--schedules FILE" in bare and "nightly" in bare
+
+
+async def test_healthz_answers_probes_without_sign_in(client: Client) -> None:
+    c = await client(allow_actions=True, token="t0ken")
+    response = await c.get("/healthz", allow_redirects=False)
+    assert response.status == 200 and (await response.json()) == {"status": "ok"}

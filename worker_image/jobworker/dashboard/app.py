@@ -135,7 +135,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     dash = request.app[KEY]
     s = dash.settings
     resource = request.match_info.route.resource
-    if resource is not None and resource.name in ("static", "login"):
+    if resource is not None and resource.name in ("static", "login", "healthz"):
         return await handler(request)
     actor = dash.actor(request)
     view = dash.view(request)
@@ -163,6 +163,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 # -- pages ----------------------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    """For probes: answers without sign-in and without touching the database."""
+    return web.json_response({"status": "ok"})
+
+
 async def overview(request: web.Request) -> web.Response:
     dash = request.app[KEY]
     return html(pages.overview(dash.view(request), await dash.store.overview()))
@@ -365,6 +370,7 @@ def create_app(settings: DashboardSettings) -> web.Application:
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     r = app.router
+    r.add_get("/healthz", healthz, name="healthz")
     r.add_get("/", overview, name="overview")
     r.add_get("/partials/overview", overview_partial, name="overview_partial")
     r.add_get("/jobs", jobs_page, name="jobs")
