@@ -99,7 +99,7 @@ def _python_adds(url: str, n: int, *, task: str = "record", queue: str | None = 
 
 
 def _exchange_jobs(url: str, rust: RustPeer, *nodes: NodeEnv) -> None:
-    """Rust adds and Python runs; Python adds and Rust runs; each Node adds for Rust and runs Python's."""
+    """Rust adds and Python runs; Python adds and Rust runs; each Node adds for both and runs Python's."""
     from_rust = [j["id"] for j in rust.add_jobs(url, [{"task": "record", "payload": {"i": i}} for i in range(2)])]
     from_rust += [j["id"] for j in rust.add_jobs(url, [{"task": "record", "queueName": "q-rust", "priority": -1}])]
     assert jobworker(url, "--json", "worker", "--tasks", TASKS, "--once").json() == {"processed": 3}
@@ -112,9 +112,11 @@ def _exchange_jobs(url: str, rust: RustPeer, *nodes: NodeEnv) -> None:
     assert _ran_by(url) == expected
 
     for node in nodes:
-        from_node = [j["id"] for j in node.add_jobs(url, [{"task": "record", "payload": {"from": "node"}}])]
+        [to_python] = [j["id"] for j in node.add_jobs(url, [{"task": "record", "payload": {"from": "node"}}])]
+        assert jobworker(url, "--json", "worker", "--tasks", TASKS, "--once").json() == {"processed": 1}
+        [to_rust] = [j["id"] for j in node.add_jobs(url, [{"task": "record"}], via="sql")]
         rust.run_once(url).ok()
-        expected |= dict.fromkeys(from_node, "rust")
+        expected |= {to_python: "python", to_rust: "rust"}
         from_python = _python_adds(url, 1)
         node.run_once(url).ok()
         expected |= dict.fromkeys(from_python, "node")
