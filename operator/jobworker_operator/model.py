@@ -52,6 +52,9 @@ DEFAULT_METRICS_ENABLED = True
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_SERVICE_MONITOR = False
 RECEIVER_PORT = 8080
+DEFAULT_DASHBOARD_ENABLED = False
+DEFAULT_DASHBOARD_HIDE_PAYLOADS = False
+DASHBOARD_PORT = 8081
 # Extra seconds Kubernetes waits after the worker's own graceful shutdown before SIGKILL.
 TERMINATION_GRACE_MARGIN_SECONDS = 15
 
@@ -174,6 +177,15 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    """The read-only ``jobworker dashboard``; ``database_url`` None means the provider's owner URL."""
+
+    enabled: bool = DEFAULT_DASHBOARD_ENABLED
+    hide_payloads: bool = DEFAULT_DASHBOARD_HIDE_PAYLOADS
+    database_url: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True)
 class PodTemplate:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
@@ -202,6 +214,7 @@ class Pool:
     sweep: Sweep = field(default_factory=Sweep)
     cleanup: Cleanup = field(default_factory=Cleanup)
     metrics: Metrics = field(default_factory=Metrics)
+    dashboard: Dashboard = field(default_factory=Dashboard)
     pod_template: PodTemplate = field(default_factory=PodTemplate)
 
     @property
@@ -237,6 +250,7 @@ class Pool:
             sweep=_sweep(spec.get("sweep") or {}),
             cleanup=_cleanup(spec.get("cleanup") or {}),
             metrics=_metrics(spec.get("metrics") or {}),
+            dashboard=_dashboard(spec.get("dashboard") or {}),
             pod_template=_pod_template(spec.get("podTemplate") or {}),
         )
 
@@ -337,6 +351,15 @@ def _metrics(raw: dict[str, Any]) -> Metrics:
         enabled=bool(raw.get("enabled", DEFAULT_METRICS_ENABLED)),
         port=int(raw.get("port", DEFAULT_METRICS_PORT)),
         service_monitor=bool(raw.get("serviceMonitor", DEFAULT_SERVICE_MONITOR)),
+    )
+
+
+def _dashboard(raw: dict[str, Any]) -> Dashboard:
+    ref = raw.get("databaseUrlSecretRef")
+    return Dashboard(
+        enabled=bool(raw.get("enabled", DEFAULT_DASHBOARD_ENABLED)),
+        hide_payloads=bool(raw.get("hidePayloads", DEFAULT_DASHBOARD_HIDE_PAYLOADS)),
+        database_url=SecretKeyRef.from_dict(ref) if ref else None,
     )
 
 

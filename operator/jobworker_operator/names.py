@@ -40,6 +40,7 @@ RECEIVER = "receiver"
 SWEEP = "sweep"
 CLEANUP = "cleanup"
 METRICS = "metrics"
+DASHBOARD = "dashboard"
 
 # Pool names are capped (CRD rule) so that the longest child name, a breaking migration Job,
 # stays within the 63 characters a Job name may have (it becomes a pod label value).
@@ -67,6 +68,11 @@ def scheduler_deployment(pool: str) -> str:
 
 def schedules_configmap(pool: str) -> str:
     return f"{pool}-schedules"
+
+
+def dashboard(pool: str) -> str:
+    """The dashboard Deployment and its Service share this name."""
+    return f"{pool}-dashboard"
 
 
 def receiver(pool: str) -> str:

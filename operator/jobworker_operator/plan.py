@@ -31,6 +31,8 @@ def components(pool: Pool) -> frozenset[str]:
         wanted.add(names.CLEANUP)
     if pool.metrics.enabled:
         wanted.add(names.METRICS)
+    if pool.dashboard.enabled:
+        wanted.add(names.DASHBOARD)
     return frozenset(wanted)
 
 

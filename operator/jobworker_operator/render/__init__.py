@@ -7,6 +7,7 @@ from typing import Any
 from jobworker_operator import names
 from jobworker_operator.model import Pool
 from jobworker_operator.render.cronjobs import render_cleanup_cronjob, render_sweep_cronjob
+from jobworker_operator.render.dashboard import render_dashboard_deployment, render_dashboard_service
 from jobworker_operator.render.metrics import render_metrics_service, render_service_monitor
 from jobworker_operator.render.migration_job import render_migration_job
 from jobworker_operator.render.receiver import (
@@ -24,6 +25,8 @@ from jobworker_operator.render.worker_deployment import render_worker_deployment
 __all__ = [
     "children",
     "render_cleanup_cronjob",
+    "render_dashboard_deployment",
+    "render_dashboard_service",
     "render_metrics_service",
     "render_migration_job",
     "render_receiver_deployment",
@@ -63,4 +66,6 @@ def children(pool: Pool, components: frozenset[str], *, worker_replicas: int) ->
         out.append(render_metrics_service(pool))
         if pool.metrics.service_monitor:
             out.append(render_service_monitor(pool))
+    if names.DASHBOARD in components:
+        out += [render_dashboard_deployment(pool), render_dashboard_service(pool)]
     return out
