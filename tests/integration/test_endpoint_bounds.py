@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.serve_process import Served, serve
+from tests.serve_process import REPO, Served, serve
 
 MiB = 1024 * 1024
 
@@ -69,8 +72,8 @@ def test_a_signed_body_that_stalls_gets_408_after_the_body_timeout(served: Serve
     assert served.calls() == []
 
 
-def test_over_max_concurrency_answers_503_with_retry_after(tmp_path: object) -> None:
-    with serve(env={"JOBWORKER_MAX_CONCURRENCY": "2"}) as served:
+def test_over_max_concurrency_answers_503_with_retry_after() -> None:
+    with serve("--max-concurrency", "2") as served:
         release = served.workdir / "release"
 
         def post(name: str, payload: dict[str, object]) -> httpx.Response:
@@ -147,3 +150,28 @@ async def test_rss_stays_flat_under_300_slow_unsigned_uploads() -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(served.url("record"), content=body, headers=headers, timeout=60)
         assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--max-concurrency", "0"], {}, "max_concurrency: 0 must be at least 1"),
+        ([], {"JOBWORKER_MAX_CONCURRENCY": "lots"}, "max_concurrency: 'lots' is not a whole number"),
+        ([], {"JOBWORKER_BODY_TIMEOUT": "soon"}, "body_timeout"),
+        (["--body-timeout", "0s"], {}, "body_timeout: 0.0 must be greater than 0"),
+    ],
+)
+def test_bad_bounds_are_one_error_line(args: list[str], env: dict[str, str], message: str) -> None:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBWORKER_", "QSTASH_"))}
+    child_env.update(
+        PYTHONPATH=str(REPO),
+        QSTASH_CURRENT_SIGNING_KEY="sig_current",
+        QSTASH_NEXT_SIGNING_KEY="sig_next",
+        QSTASH_CALLBACK_URL="https://jobs.example.com",
+        **env,
+    )
+    argv = [sys.executable, "-m", "jobworker", "serve", "--tasks", "tests.endpoint_jobs", "--port", "0", *args]
+    result = subprocess.run(argv, env=child_env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert message in line, line

@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="0.0.0.0")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+    sp.add_argument(
+        "--max-concurrency", type=int, help="deliveries handled at once; more get 503 (env JOBWORKER_MAX_CONCURRENCY)"
+    )
+    sp.add_argument("--body-timeout", help="time a signed request gets to send its body (env JOBWORKER_BODY_TIMEOUT)")
 
     sp = cmd("dashboard", _external("jobworker.dashboard.app", "main"), "serve the web dashboard (read-only default)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

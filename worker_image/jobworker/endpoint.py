@@ -580,24 +580,24 @@ def asgi_app(
 
 
 def main(args: argparse.Namespace) -> int:
-    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes]``: serve until SIGTERM/SIGINT.
+    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes] [--max-concurrency] [--body-timeout]``.
 
-    ``JOBWORKER_MAX_CONCURRENCY`` and ``JOBWORKER_BODY_TIMEOUT`` (a duration) set the other bounds.
+    Serves until SIGTERM/SIGINT. ``--max-concurrency`` and ``--body-timeout`` (a duration) default to
+    ``JOBWORKER_MAX_CONCURRENCY`` and ``JOBWORKER_BODY_TIMEOUT``, then to 64 and 30s.
     """
     registry = load_registry(args.tasks)
     limit = getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES
-    concurrency_raw = os.environ.get("JOBWORKER_MAX_CONCURRENCY", "").strip()
+    flag = getattr(args, "max_concurrency", None)
+    concurrency_raw = str(flag) if flag is not None else os.environ.get("JOBWORKER_MAX_CONCURRENCY", "")
     try:
-        concurrency = int(concurrency_raw) if concurrency_raw else DEFAULT_MAX_CONCURRENCY
+        concurrency = int(concurrency_raw) if concurrency_raw.strip() else DEFAULT_MAX_CONCURRENCY
     except ValueError:
         raise errors.ConfigurationError(
-            f"JOBWORKER_MAX_CONCURRENCY {concurrency_raw!r} is not a whole number (deliveries at once)"
+            f"max_concurrency: {concurrency_raw!r} is not a whole number (deliveries handled at once)"
         ) from None
-    timeout_raw = os.environ.get("JOBWORKER_BODY_TIMEOUT", "").strip()
+    timeout_raw = getattr(args, "body_timeout", None) or os.environ.get("JOBWORKER_BODY_TIMEOUT", "").strip()
     body_timeout = (
-        parse_duration(timeout_raw, field="JOBWORKER_BODY_TIMEOUT").total_seconds()
-        if timeout_raw
-        else DEFAULT_BODY_TIMEOUT
+        parse_duration(timeout_raw, field="body_timeout").total_seconds() if timeout_raw else DEFAULT_BODY_TIMEOUT
     )
     app = create_app(
         registry,
