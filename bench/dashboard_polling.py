@@ -34,6 +34,32 @@ async def tab(session: aiohttp.ClientSession, url: str, stop: float, latencies: 
         await asyncio.sleep(max(0.0, PERIOD - (time.monotonic() - started)))
 
 
+def query_times(url: str) -> list[tuple[str, float]]:
+    """Median of 5 runs of each overview query on the big table, in ms (recorded, never asserted)."""
+    from jobworker import sql
+    from jobworker.dashboard.store import SAMPLE_ROWS
+
+    out = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        [[estimate]] = conn.execute(sql.query("dashboard_table_size", "graphile_worker")).fetchall()
+        params: dict[str, dict[str, float] | None] = {
+            "dashboard_counts_sampled": {"percent": 100.0 * SAMPLE_ROWS / estimate},
+            "dashboard_oldest_waiting": None,
+            "dashboard_worker_counts": {"threshold": 300.0},
+            "dashboard_deleted_total": None,
+            "dashboard_counts_exact": None,
+            "dashboard_failures_per_minute": None,
+        }
+        for name, args in params.items():
+            runs = []
+            for _ in range(5):
+                started = time.perf_counter()
+                conn.execute(sql.query(name, "graphile_worker"), args).fetchall()
+                runs.append((time.perf_counter() - started) * 1000)
+            out.append((name, statistics.median(runs)))
+    return out
+
+
 def commits(url: str) -> int:
     with psycopg.connect(url) as conn:
         [[n]] = conn.execute("select xact_commit from pg_stat_database where datname = current_database()")
@@ -74,6 +100,10 @@ async def main() -> None:
         await migrate(pg.url)
         await seed(pg.url)
         seed_big(pg.url)
+        print("| query (1M rows) | median ms |")
+        print("|---|---:|")
+        for name, ms in query_times(pg.url):
+            print(f"| {name} | {ms:.1f} |")
         print("| tabs | polls | dashboard statements / min | PostgreSQL transactions / min | poll p50 / p95 |")
         print("|---:|---:|---:|---:|---|")
         for tabs in (1, 10, 50):

@@ -126,12 +126,14 @@ def overview_live(snap: Overview) -> str:
     cards += f"<div><dt>Oldest waiting</dt><dd data-oldest>{seconds(snap.oldest_waiting_seconds)}</dd></div>"
     cards += f"<div><dt>Live workers</dt><dd data-workers-live>{snap.workers_live}</dd></div>"
     cards += f"<div><dt>Stale workers</dt><dd>{snap.workers_stale}</dd></div>"
-    note = (
-        f'<p class="muted">Counts are estimated from a {snap.sampled_percent:.2g}% block sample (the table is large); '
-        "the oldest waiting age and the workers are exact.</p>"
-        if snap.sampled_percent is not None
-        else ""
-    )
+    note = ""
+    if snap.sampled_percent is not None:
+        scale = 100 / snap.sampled_percent
+        note = (
+            f'<p class="muted">Counts are estimated from a {snap.sampled_percent:.2g}% block sample (the table is '
+            f"large): each sampled job stands for about {scale:,.0f}, so a rarer state can show ≈0. The oldest "
+            "waiting age and the workers are exact, and the Workers page lists every running job.</p>"
+        )
     by: dict[tuple[str, str | None], dict[str, int]] = {}
     for c in snap.counts:
         by.setdefault((c.task, c.queue), {})[c.state] = c.count
