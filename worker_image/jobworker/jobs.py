@@ -145,6 +145,9 @@ class JobDefinition(Generic[P]):
     queue: str | None = None
     priority: int = 0
     schedule: str | Mapping[str, Any] | None = None
+    timeout: float | None = None
+    """Seconds an attempt may run before ctx.signal fires; after the worker's grace period the attempt fails.
+    None: the worker's ``job_timeout`` (no limit by default)."""
     _adapter: pydantic.TypeAdapter[P] = field(init=False, repr=False, compare=False)
     _is_async: bool = field(init=False, repr=False, compare=False)
 
@@ -154,6 +157,12 @@ class JobDefinition(Generic[P]):
             validate_identifier(self.queue, field="queue")
         validate_max_attempts(self.max_attempts)
         validate_priority(self.priority)
+        if self.timeout is not None and (
+            not isinstance(self.timeout, int | float) or isinstance(self.timeout, bool) or self.timeout <= 0
+        ):
+            raise errors.ConfigurationError(
+                f"job {self.name!r}: timeout {self.timeout!r} must be a number of seconds > 0"
+            )
         try:
             adapter = pydantic.TypeAdapter(self.payload_type)
         except pydantic.PydanticSchemaGenerationError as exc:
@@ -188,11 +197,23 @@ class JobDefinition(Generic[P]):
         except (pydantic.ValidationError, pydantic_core.PydanticSerializationError) as exc:
             raise errors.InvalidPayloadError(f"Invalid job payload for {self.name!r}: {exc}") from None
 
-    async def run(self, payload: P, ctx: JobContext) -> object:
-        """Call the handler; sync handlers run in a thread so they never block the worker's loop."""
+    async def run(self, payload: P, ctx: JobContext, *, on_thread_exit: Callable[[], None] | None = None) -> object:
+        """Call the handler; sync handlers run in a thread so they never block the worker's loop.
+
+        ``on_thread_exit`` is called (in that thread) when a sync handler returns: a worker that stopped
+        waiting for it (timeout, shutdown) learns when its thread is free again.
+        """
         if self._is_async:
             return await self.handler(payload, ctx)  # type: ignore[misc]
-        result = await asyncio.to_thread(self.handler, payload, ctx)
+
+        def call() -> object:
+            try:
+                return self.handler(payload, ctx)  # type: ignore[call-arg]
+            finally:
+                if on_thread_exit is not None:
+                    on_thread_exit()
+
+        result = await asyncio.to_thread(call)
         if inspect.isawaitable(result):
             # A plain function returning a coroutine (``lambda p, ctx: send(p)``): its work is still to do.
             return await result
@@ -217,6 +238,7 @@ def define_job(
     queue: str | None = ...,
     priority: int = ...,
     schedule: str | Mapping[str, Any] | None = ...,
+    timeout: float | None = ...,
 ) -> JobDefinition[P]: ...
 @overload
 def define_job(
@@ -228,6 +250,7 @@ def define_job(
     queue: str | None = ...,
     priority: int = ...,
     schedule: str | Mapping[str, Any] | None = ...,
+    timeout: float | None = ...,
 ) -> Callable[[Handler[P]], JobDefinition[P]]: ...
 def define_job(
     name: str,
@@ -238,6 +261,7 @@ def define_job(
     queue: str | None = None,
     priority: int = 0,
     schedule: str | Mapping[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> JobDefinition[P] | Callable[[Handler[P]], JobDefinition[P]]:
     """Define a job. Use as a decorator, or pass ``handler=``.
 
@@ -245,7 +269,8 @@ def define_job(
     ... async def send_email(payload: Email, ctx: JobContext) -> None: ...
 
     ``queue`` makes every job of this definition run one at a time in that named queue;
-    ``schedule`` is a cron expression or a schedule entry the scheduler runs.
+    ``schedule`` is a cron expression or a schedule entry the scheduler runs; ``timeout`` (seconds) fires
+    ctx.signal when an attempt runs that long, and fails the attempt after the worker's grace period.
     """
 
     def bind(fn: Handler[P]) -> JobDefinition[P]:
@@ -257,6 +282,7 @@ def define_job(
             queue=queue,
             priority=priority,
             schedule=schedule,
+            timeout=timeout,
         )
 
     return bind(handler) if handler is not None else bind

@@ -40,6 +40,16 @@ class WorkerSettings:
     """Heartbeat age after which the stale-worker sweep recovers a worker's jobs (its --sweep-threshold).
     A worker whose heartbeat has failed for half of it fires ctx.signal, stops claiming and writes no
     result of the jobs it was running: the sweep may already have handed them to another worker."""
+    job_timeout: float | None = None
+    """Seconds a job may run before its ctx.signal fires (define_job(timeout=) overrides it per task); after
+    ``timeout_grace`` more the attempt fails with a JobTimeout error and its slot is freed. A sync handler's
+    thread cannot be stopped: it runs on until it returns, its result is discarded, and /healthz reports
+    unhealthy while such threads fill every slot. Default: no limit."""
+    timeout_grace: float = 5.0
+    """Seconds a timed-out job gets to honour ctx.signal before its attempt is failed."""
+    max_loop_lag: float = 5.0
+    """Event-loop lag (seconds) above which /healthz reports unhealthy for the next 30 s: a handler blocking
+    the loop stops claims, heartbeats and results alike."""
     worker_id: str | None = None
     """Lock owner id; default ``jobworker-<host>-<pid>-<random>``."""
     http_port: int | None = None
@@ -52,6 +62,8 @@ class WorkerSettings:
             raise errors.ConfigurationError("batch_size: must be at least 1")
         if self.poll_interval <= 0:
             raise errors.ConfigurationError("poll_interval: must be greater than 0")
+        if self.job_timeout is not None and self.job_timeout <= 0:
+            raise errors.ConfigurationError("job_timeout: must be greater than 0 (or unset for no limit)")
         if self.heartbeat_interval <= 0:
             raise errors.ConfigurationError("heartbeat_interval: must be greater than 0")
         if self.sweep_threshold < 3 * self.heartbeat_interval:

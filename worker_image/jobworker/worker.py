@@ -87,6 +87,10 @@ class Worker:
         self._heartbeat_ok_at = time.monotonic()
         self._fenced = False
         self._fenced_jobs: set[int] = set()
+        self._overdue: set[int] = set()  # past their timeout, handler (or its thread) not yet ended
+        self._background_waits: set[asyncio.Future[Any]] = set()
+        self.loop_lag = 0.0
+        self._lagging_until = 0.0
         self._refill: asyncio.Task[None] | None = None
         metrics.JOBS_RUNNING.set_function(lambda: len(self._running))
         self._local: deque[dict[str, Any]] = deque()
@@ -153,6 +157,7 @@ class Worker:
         self._background += [
             asyncio.create_task(self._listen_loop(), name="jobworker-listen"),
             asyncio.create_task(self._heartbeat_loop(), name="jobworker-heartbeat"),
+            asyncio.create_task(self._watch_loop_lag(), name="jobworker-loop-lag"),
         ]
         log.info(
             "worker %s started: %d tasks, concurrency %d", self.worker_id, len(self.registry), self.settings.concurrency
@@ -194,7 +199,26 @@ class Worker:
 
     @property
     def healthy(self) -> bool:
-        return not self._stopping and time.monotonic() - self.last_loop_at < self.settings.poll_interval * 3 + 30
+        """False when stopping, when the claim loop stalled, when every slot holds a job past its timeout
+        (or a timed-out sync handler's thread that has not returned), or when the event loop lagged more
+        than ``max_loop_lag`` in the last 30 s."""
+        now = time.monotonic()
+        if self._stopping or now - self.last_loop_at >= self.settings.poll_interval * 3 + 30:
+            return False
+        if len(self._overdue) >= self.settings.concurrency:
+            return False
+        return now >= self._lagging_until
+
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late the event loop wakes us: a handler that blocks it stalls everything."""
+        step = 0.25
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(step)
+            self.loop_lag = time.monotonic() - before - step
+            if self.loop_lag > self.settings.max_loop_lag:
+                log.error("event loop blocked for %.1fs (a handler blocking it?); /healthz is unhealthy", self.loop_lag)
+                self._lagging_until = time.monotonic() + 30
 
     # -- claiming ---------------------------------------------------------------------------------
     async def _main_loop(self, *, drain: bool) -> None:
@@ -380,8 +404,15 @@ class Worker:
             priority=row["priority"],
             flags=frozenset(row["flags"] or ()),
         )
+        timeout = definition.timeout or self.settings.job_timeout
         try:
-            outcome = await definition.run(payload, ctx)
+            if timeout:
+                outcome = await self._run_with_timeout(definition, payload, ctx, timeout)
+            else:
+                outcome = await definition.run(payload, ctx)
+        except _JobTimeout as exc:
+            ctx.logger.warning("job %s (%s) %s", job_id, task_name, exc)
+            return _Result(job_id, task_name, error=f"JobTimeout: {exc}")
         except errors.PermanentJobError as exc:
             return _Result(job_id, task_name, error=_describe(exc), permanent=True)
         except errors.RetryJob as exc:
@@ -403,6 +434,49 @@ class Worker:
                 )
                 return _Result(job_id, task_name, error=message, payload=[item for item, _ in failed])
         return _Result(job_id, task_name)
+
+    async def _run_with_timeout(
+        self, definition: JobDefinition[Any], payload: Any, ctx: JobContext, limit: float
+    ) -> object:
+        """Run the handler; past ``limit`` seconds fire ctx.signal, and past the grace period fail the attempt.
+
+        An async handler is cancelled then. A sync handler's thread cannot be: the attempt fails and the slot
+        is freed all the same, and the thread runs on until its handler returns (its result is discarded);
+        until then it counts as overdue for /healthz.
+        """
+        job_id = int(ctx.job_id)
+        loop = asyncio.get_running_loop()
+        thread_done = asyncio.Event()
+
+        def thread_exit() -> None:
+            loop.call_soon_threadsafe(thread_done.set)
+
+        run = asyncio.ensure_future(definition.run(payload, ctx, on_thread_exit=thread_exit))
+        try:
+            done, _ = await asyncio.wait([run], timeout=limit)
+            if run in done:
+                return run.result()
+            self._overdue.add(job_id)
+            ctx.signal.fire(f"job timed out after {limit:g}s")
+            done, _ = await asyncio.wait([run], timeout=self.settings.timeout_grace)
+            if run in done:
+                self._overdue.discard(job_id)  # it stopped (for a sync handler: its thread returned)
+                raise _JobTimeout(f"ran past its timeout of {limit:g}s")
+            raise _JobTimeout(
+                f"ran past its timeout of {limit:g}s and did not stop within the "
+                f"{self.settings.timeout_grace:g}s grace period"
+            )
+        finally:
+            if not run.done():
+                run.cancel()
+            if definition.is_async or thread_done.is_set():
+                self._overdue.discard(job_id)
+            elif job_id in self._overdue:
+                # The thread runs on: it stays overdue until its handler returns.
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(thread_done.wait())
+                waiter.add_done_callback(lambda _: self._overdue.discard(job_id))
+                self._background_waits.add(waiter)
+                waiter.add_done_callback(self._background_waits.discard)
 
     # -- finishing --------------------------------------------------------------------------------
     def _record(self, result: _Result) -> None:
@@ -686,6 +760,10 @@ class Worker:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", reason, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+class _JobTimeout(Exception):
+    """An attempt ran past its timeout."""
 
 
 @functools.lru_cache(maxsize=4096)
