@@ -91,4 +91,10 @@ async def polite(payload: dict[str, Any], ctx: JobContext) -> None:
     raise RuntimeError(f"aborted: {ctx.signal.reason}")
 
 
-registry = JobRegistry([record, slow, slow_sync, polite])
+@define_job("pure", payload=dict[str, Any])
+async def pure(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Touches no database: it can finish while PostgreSQL is down. ``{"sleep": s}`` holds it s seconds."""
+    await asyncio.sleep(float(payload.get("sleep", 0)))
+
+
+registry = JobRegistry([record, slow, slow_sync, polite, pure])

@@ -5,6 +5,8 @@ Both tests stop the session's embedded server, so they skip against JOBWORKER_TE
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Callable
 
 import pytest
@@ -99,3 +101,36 @@ def test_jobs_claimed_when_postgres_crashes_run_while_the_worker_lives(
     assert worker.running(), worker.output()
     # (No count of runs per job: the embedded server runs with synchronous_commit=off, so a crash may lose
     # the last acknowledged commits, effects rows and added jobs alike, and reuse their ids.)
+
+
+def test_a_result_finished_while_the_database_is_down_is_kept_until_the_grace_period_ends(
+    pg: PgServer, db_url: str, spawn_worker: SpawnWorker
+) -> None:
+    """Before, a stopping worker dropped unwritten results after 15 s whatever its grace period, so the job
+    stayed locked until the sweep and then ran again. Now they are retried until the grace period ends."""
+    _embedded(pg)
+    assert pg.embedded is not None
+    [job] = sql(db_url, "select (graphile_worker.add_job('pure', json_build_object('sleep', 2))).id")
+    worker = spawn_worker(db_url, "--graceful-shutdown", "40s", "--poll-interval", "200ms")
+    eventually(
+        lambda: sql(db_url, "select locked_by from graphile_worker._private_jobs"),
+        lambda rows: rows and rows[0]["locked_by"],
+        timeout=20,
+        what="the job is running",
+        context=worker.output,
+    )
+    pg.embedded.stop()
+    try:
+        worker.signal(signal.SIGTERM)  # the job finishes 2 s later, with nowhere to write its result
+        eventually(
+            worker.output,
+            lambda out: "could not record 1 job results" in out,
+            timeout=20,
+            what="the result write failing",
+        )
+        time.sleep(17)  # the outage's length: longer than the 15 s after which results used to be dropped
+        assert worker.running(), worker.output()
+    finally:
+        pg.embedded._pg_ctl("start")
+    assert worker.wait(40) == 0, worker.output()
+    assert sql(db_url, "select id from graphile_worker._private_jobs where id = %s", [job["id"]]) == [], worker.output()

@@ -80,6 +80,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._forced = asyncio.Event()
+        self._forced_at = 0.0
         self._running: dict[int, asyncio.Task[None]] = {}
         self._signals: dict[int, AbortSignal] = {}
         # Fencing: once the heartbeat has failed for half the sweep threshold, the sweep may soon hand our
@@ -185,6 +186,7 @@ class Worker:
         self._stopping = True
         self._fire_all("worker is shutting down")
         if force:
+            self._forced_at = time.monotonic()
             self._forced.set()
         self._wake.set()
 
@@ -627,11 +629,22 @@ class Worker:
         return {row["id"] for row in rows}
 
     async def _drain_results(self, deadline: float) -> None:
-        while (self._results or self._results_ready.is_set() or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while self._results or self._results_ready.is_set() or self._writing:
+            if self._forced.is_set():
+                deadline = min(deadline, self._forced_at + 2)  # a second signal: 2 s more at most
+            if time.monotonic() >= deadline:
+                if self._results or self._writing:
+                    log.error(
+                        "shutting down with %d job result(s) not recorded (the database is unreachable); their "
+                        "jobs stay locked until the stale-worker sweep recovers them and run again (at least once)",
+                        len(self._results) + len(self._writing_ids),
+                    )
+                return
             await asyncio.sleep(0.01)
 
     # -- shutdown ---------------------------------------------------------------------------------
     async def _shutdown(self) -> None:
+        grace_ends = time.monotonic() + self.settings.graceful_shutdown
         self._stopping = True
         self._fire_all("worker is shutting down")
         if self._refill is not None:
@@ -650,7 +663,9 @@ class Worker:
             await asyncio.wait(list(self._running.values()), timeout=1)
         unstarted = [row["id"] for row in self._local]
         self._local.clear()
-        deadline = time.monotonic() + (2 if self._forced.is_set() else 15)
+        # Results are kept (and retried, e.g. while the database is down) until the grace period ends, not
+        # dropped after a fixed 15 s: a result given up on means its job runs again (at-least-once).
+        deadline = time.monotonic() + 2 if self._forced.is_set() else max(grace_ends, time.monotonic() + 2)
         await self._drain_results(deadline)
         for task in self._background:
             task.cancel()
