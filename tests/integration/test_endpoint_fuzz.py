@@ -1,10 +1,12 @@
 """Property-based tests of the job endpoint, against ``jobworker serve`` as a process: JWT headers and claims
 mutated (alg, kid, sub variants, iss, exp/nbf around the tolerance, the body hash with and without padding,
 jti), arbitrary tokens, bodies and unsigned headers. The endpoint answers each with a status QStash acts on,
-runs the handler only for a fully valid signature, and never answers 500, logs a traceback or dies."""
+runs the handler only for a fully valid signature, and never answers 500, logs a traceback or dies. The ASGI
+adapter, which shares the Receiver, is fuzzed the same way in process."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,6 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobworker.config import QStashConfig
+from jobworker.endpoint import asgi_app
+from tests import endpoint_jobs
 from tests.serve_process import CURRENT, NEXT, Served, serve
 
 EXPECTED = {200, 401, 408, 409, 489, 503}
@@ -162,13 +168,17 @@ def deliveries(draw: st.DrawFn) -> tuple[dict[str, Any], bytes, bool]:
     return {"_header": header, "_claims": claims, "_key": key, **headers}, body, valid
 
 
-def send(served: Served, client: httpx.Client, request: dict[str, Any], body: bytes) -> httpx.Response:
+def signed_headers(url: str, request: dict[str, Any]) -> dict[str, Any]:
     headers = {k: v for k, v in request.items() if not k.startswith("_")}
     claims = dict(request["_claims"])
     if "sub" in claims:
-        claims["sub"] = sub_variant(served.url("record"), claims["sub"])
+        claims["sub"] = sub_variant(url, claims["sub"])
     headers["Upstash-Signature"] = token(request["_header"], claims, request["_key"])
-    return client.post(served.url("record"), content=body, headers=headers)
+    return headers
+
+
+def send(served: Served, client: httpx.Client, request: dict[str, Any], body: bytes) -> httpx.Response:
+    return client.post(served.url("record"), content=body, headers=signed_headers(served.url("record"), request))
 
 
 def check(served: Served, response: httpx.Response) -> None:
@@ -219,3 +229,39 @@ def test_arbitrary_tokens_get_401(served: Served, client: httpx.Client, raw: str
     check(served, response)
     assert response.status_code == 401, response.text
     assert len(served.calls()) == before
+
+
+@pytest.fixture(scope="module")
+def asgi_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    calls = tmp_path_factory.mktemp("asgi") / "calls.jsonl"
+    calls.touch()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENDPOINT_TEST_CALLS", str(calls))  # the handlers run in this process here
+        yield calls
+
+
+ASGI_BASE = "https://api.example.com/jobs"
+ASGI_APP = asgi_app(
+    endpoint_jobs.registry,
+    QStashConfig(current_signing_key=CURRENT, next_signing_key=NEXT, callback_url=ASGI_BASE),
+    max_body_bytes=4096,
+)
+
+
+@FUZZ
+@given(delivery=deliveries())
+def test_the_asgi_adapter_answers_the_same_way(asgi_calls: Path, delivery: tuple[dict[str, Any], bytes, bool]) -> None:
+    request, body, valid = delivery
+    url = ASGI_BASE + "/v1/jobs/run/record"
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=ASGI_APP, root_path="/jobs")
+        async with httpx.AsyncClient(transport=transport, base_url="https://api.example.com") as client:
+            return await client.post("/jobs/v1/jobs/run/record", content=body, headers=signed_headers(url, request))
+
+    before = len(asgi_calls.read_text().splitlines())
+    response = asyncio.run(post())
+    assert response.status_code in EXPECTED, (response.status_code, response.text)
+    ran = len(asgi_calls.read_text().splitlines()) - before
+    assert ran == (1 if response.status_code == 200 else 0)
+    assert valid or response.status_code != 200
