@@ -195,9 +195,14 @@ def _breaking_step(pool: Pool, breaking: JobState, done: MigrationStep) -> Migra
 # -------------------------------------------------------------------------------------- replicas
 
 
-def desired_replicas(ready_jobs: int, autoscaling: Autoscaling) -> int:
-    """clamp(ceil(ready / targetJobsPerReplica), min, max)."""
-    wanted = math.ceil(ready_jobs / autoscaling.target_jobs_per_replica) if ready_jobs > 0 else 0
+def desired_replicas(ready_jobs: int, autoscaling: Autoscaling, locked_jobs: int = 0) -> int:
+    """clamp(ceil((ready + locked) / targetJobsPerReplica), min, max).
+
+    Running (locked) jobs are demand too: counting only ready ones scaled a pool with minReplicas 0 down under
+    a job longer than scaleDownDelaySeconds, which returned it (attempt refunded) to run again, for ever.
+    """
+    demand = ready_jobs + locked_jobs
+    wanted = math.ceil(demand / autoscaling.target_jobs_per_replica) if demand > 0 else 0
     return max(autoscaling.min_replicas, min(autoscaling.max_replicas, wanted))
 
 
@@ -214,18 +219,22 @@ def autoscale(
     ready_jobs: int | None,
     below_since: datetime | None,
     now: datetime,
+    locked_jobs: int = 0,
 ) -> AutoscaleDecision:
-    """Scale up at once; scale down only after desired stayed lower for scaleDownDelaySeconds.
+    """Scale up at once; scale down only after desired stayed lower for scaleDownDelaySeconds, and never
+    below the pods that may be running jobs (up to one per locked job), which a scale-down would interrupt.
 
     Without a queue reading (DB unreachable) the current count is kept.
     """
     if ready_jobs is None:
         keep = current if current is not None else autoscaling.min_replicas
         return AutoscaleDecision(max(autoscaling.min_replicas, min(autoscaling.max_replicas, keep)), below_since)
-    desired = desired_replicas(ready_jobs, autoscaling)
+    desired = desired_replicas(ready_jobs, autoscaling, locked_jobs)
     if current is not None:
         # A lowered maxReplicas (or raised minReplicas) applies at once; only the queue waits for the delay.
         current = max(autoscaling.min_replicas, min(autoscaling.max_replicas, current))
+        # Which pods run the locked jobs is not known: each of them may hold one, so keep that many.
+        desired = max(desired, min(locked_jobs, current))
     if current is None or desired >= current:
         return AutoscaleDecision(desired, None)
     since = below_since or now

@@ -256,6 +256,7 @@ def _autoscale(
         ready_jobs=reading.stats.ready if reading else None,
         below_since=status.parse_timestamp(before.get("belowSince")),
         now=now,
+        locked_jobs=reading.stats.locked if reading else 0,
     )
     since = decision.below_since
     extra["autoscaling"] = {"replicas": decision.replicas, "belowSince": status.timestamp(since) if since else None}

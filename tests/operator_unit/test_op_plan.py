@@ -197,6 +197,23 @@ class TestAutoscale:
         d = plan.autoscale(AUTO, current=8, ready_jobs=0, below_since=None, now=NOW)
         assert (d.replicas, d.below_since) == (5, NOW)
 
+    def test_a_running_job_is_demand_so_min_zero_never_interrupts_it(self) -> None:
+        # Before: ready 0 -> desired 0 -> the pod running the long job was scaled away after the delay, the
+        # job returned with its attempt refunded, ran again, and was interrupted again, for ever.
+        auto = Autoscaling(max_replicas=3, min_replicas=0, target_jobs_per_replica=10, scale_down_delay_seconds=60)
+        later = NOW + timedelta(hours=3)
+        d = plan.autoscale(auto, current=1, ready_jobs=0, locked_jobs=1, below_since=NOW, now=later)
+        assert d.replicas == 1
+        assert plan.desired_replicas(0, auto, locked_jobs=11) == 2
+
+    def test_never_below_the_pods_that_may_run_locked_jobs(self) -> None:
+        # 4 pods, 3 jobs running (target 10 would say 1 pod): keep 3, one per job that may sit on its own pod.
+        later = NOW + timedelta(seconds=600)
+        d = plan.autoscale(AUTO, current=4, ready_jobs=0, locked_jobs=3, below_since=NOW, now=later)
+        assert d.replicas == 3
+        d = plan.autoscale(AUTO, current=4, ready_jobs=0, locked_jobs=0, below_since=NOW, now=later)
+        assert d.replicas == 1
+
     def test_no_reading_keeps_current(self) -> None:
         assert plan.autoscale(AUTO, current=3, ready_jobs=None, below_since=None, now=NOW).replicas == 3
         assert plan.autoscale(AUTO, current=None, ready_jobs=None, below_since=None, now=NOW).replicas == 1
