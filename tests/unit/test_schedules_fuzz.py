@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobworker import crontab, errors
@@ -97,6 +97,10 @@ def check(found: list[crontab.ScheduleEntry]) -> None:
 
 @FUZZ
 @given(documents)
+@example({0: None})  # found by this test: non-string YAML keys raised TypeError
+@example({"\n": None})  # ... and a key with a newline broke the one-line error
+@example([{"id": "a", "task": "t", "cron": "* * * * *", "backfill": 86400000000000.0}])  # OverflowError
+@example([{"id": "a", "task": "t", "cron": "* * * * *", "backfill": float("nan")}])
 def test_a_parsed_document_gives_entries_or_a_configuration_error(data: Any) -> None:
     try:
         found = crontab.parse_schedules(data, where="schedules.yaml")

@@ -236,7 +236,7 @@ def parse_schedules(data: Any, *, where: str) -> list[ScheduleEntry]:
     entries: Any = data
     crontab: Any = None
     if isinstance(data, Mapping):
-        unknown = sorted(str(key) for key in set(data) - {"schedules", "crontab"})  # YAML keys may be ints
+        unknown = sorted(repr(key) for key in set(data) - {"schedules", "crontab"})  # any YAML key, on one line
         if unknown:
             raise _fail(where, f"unknown top-level key(s) {', '.join(unknown)}; expected schedules and/or crontab")
         entries, crontab = data.get("schedules") or [], data.get("crontab")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 from jobworker import errors
 
+MAX_SECONDS = 100 * 365 * 86400
+"""The longest duration accepted anywhere (100 years); beyond it timestamps overflow."""
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
@@ -33,8 +36,12 @@ def parse_duration(value: str | float | timedelta, *, field: str = "duration") -
             raise errors.ConfigurationError(
                 f"{field}: {value!r} is not a duration; use a number with a unit, such as 500ms, 30s, 5m, 1h30m or 1d"
             )
+    if math.isnan(seconds):
+        raise errors.ConfigurationError(f"{field}: {value!r} is not a duration")
     if seconds < 0:
         raise errors.ConfigurationError(f"{field}: {value!r} must not be negative")
+    if seconds > MAX_SECONDS:
+        raise errors.ConfigurationError(f"{field}: {value!r} is too long; at most {MAX_SECONDS // 86400} days")
     return timedelta(seconds=seconds)
 
 
