@@ -12,7 +12,12 @@ from collections.abc import Iterator
 import httpx
 import jwt
 import pytest
+from aiohttp import web
 
+from jobworker.config import QStashConfig
+from jobworker.endpoint import MemorySeenTokens, create_app
+from tests import endpoint_jobs
+from tests.qstash_standin import serving, signature
 from tests.serve_process import CURRENT, REPO, Served, serve
 
 BODY = json.dumps({"text": "once"}).encode()
@@ -91,3 +96,23 @@ def test_serve_refuses_a_callback_url_that_is_not_https(url: str) -> None:
     assert "Traceback" not in result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "QSTASH_CALLBACK_URL" in line and "https://" in line
+
+
+async def test_replicas_sharing_a_seen_tokens_store_refuse_a_replay_across_them() -> None:
+    shared = MemorySeenTokens()  # any SeenTokens implementation; both replicas get the same one
+    bases: list[str] = []
+
+    def replica(base: str) -> web.Application:
+        bases.append(base)
+        config = QStashConfig(current_signing_key=CURRENT, next_signing_key="n" * 32, callback_url=bases[0])
+        return create_app(endpoint_jobs.registry, config, seen_tokens=shared)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENDPOINT_TEST_CALLS", os.devnull)
+        async with serving(replica) as first, serving(replica) as second, httpx.AsyncClient() as client:
+            url = f"{first}/v1/jobs/run/record"  # the one public URL both replicas serve
+            headers = {"Upstash-Signature": signature(CURRENT, url, BODY)}
+            assert (await client.post(url, content=BODY, headers=headers)).status_code == 200
+            again = await client.post(f"{second}/v1/jobs/run/record", content=BODY, headers=headers)
+            assert again.status_code == 409, again.text
+    assert len(shared) == 1
