@@ -22,6 +22,8 @@ FLAGS = {
     "batch": "--batch",
     "graceful_shutdown": "--graceful-shutdown",
     "http_port": "--http-port",
+    "heartbeat_interval": "--heartbeat-interval",
+    "sweep_threshold": "--sweep-threshold",
 }
 
 

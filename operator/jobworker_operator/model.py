@@ -30,6 +30,7 @@ DEFAULT_SCHEMA = db.DEFAULT_SCHEMA
 DEFAULT_REPLICAS = 1
 DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}}
 DEFAULT_POLL_INTERVAL = format_duration(timedelta(seconds=WorkerSettings.poll_interval))
+DEFAULT_HEARTBEAT_INTERVAL = format_duration(timedelta(seconds=WorkerSettings.heartbeat_interval))
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = int(WorkerSettings.graceful_shutdown)
 DEFAULT_MIN_REPLICAS = 1
 DEFAULT_TARGET_JOBS_PER_REPLICA = 10
@@ -99,6 +100,7 @@ class Workers:
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     env: tuple[dict[str, Any], ...] = ()
     poll_interval: str = DEFAULT_POLL_INTERVAL
+    heartbeat_interval: str = DEFAULT_HEARTBEAT_INTERVAL
     graceful_shutdown_seconds: int = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
     autoscaling: Autoscaling | None = None
 
@@ -290,6 +292,7 @@ def _workers(raw: dict[str, Any]) -> Workers:
         resources=dict(raw.get("resources", DEFAULT_RESOURCES)),
         env=tuple(dict(e) for e in raw.get("env") or ()),
         poll_interval=str(raw.get("pollInterval", DEFAULT_POLL_INTERVAL)),
+        heartbeat_interval=str(raw.get("heartbeatInterval", DEFAULT_HEARTBEAT_INTERVAL)),
         graceful_shutdown_seconds=int(raw.get("gracefulShutdownSeconds", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS)),
         autoscaling=autoscaling,
     )

@@ -124,6 +124,10 @@ BAD_SPECS = [
     ),
     ({"workers": {"pollInterval": "2 seconds"}}, "must be a duration such as 500ms"),
     ({"sweep": {"sweepThreshold": "5x"}}, "must be a duration such as 500ms"),
+    (
+        {"workers": {"heartbeatInterval": "1m"}, "sweep": {"sweepThreshold": "2m"}},
+        "sweep.sweepThreshold must be at least 3x workers.heartbeatInterval",
+    ),
 ]
 
 

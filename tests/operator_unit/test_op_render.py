@@ -94,6 +94,13 @@ class TestRenderMigrationJob:
 
 
 class TestRenderWorkerDeployment:
+    def test_heartbeat_interval_and_sweep_threshold_reach_the_worker_when_set(self) -> None:
+        # The worker fences itself at half the sweep threshold, so it must know the one the sweep uses.
+        p = pool(workers={"heartbeatInterval": "5s"}, sweep={"sweepThreshold": "1m"})
+        args = container(render.render_worker_deployment(p, replicas=1))["args"]
+        assert args[args.index("--heartbeat-interval") + 1] == "5s"
+        assert args[args.index("--sweep-threshold") + 1] == "1m"
+
     def test_defaults(self) -> None:
         dep = render.render_worker_deployment(pool(), replicas=1)
         assert dep["metadata"]["name"] == "pool-worker"

@@ -111,6 +111,12 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
         forbidden_flags=tuple(args.forbidden_flag) if args.forbidden_flag else None,
         batch=True if args.batch else None,
         http_port=args.http_port,
+        heartbeat_interval=parse_duration(args.heartbeat_interval, field="--heartbeat-interval").total_seconds()
+        if args.heartbeat_interval
+        else None,
+        sweep_threshold=parse_duration(args.sweep_threshold, field="--sweep-threshold").total_seconds()
+        if args.sweep_threshold
+        else None,
     )
     worker = Worker(registry, database_url=args.database_url, schema=args.schema, settings=settings)
     if args.once:
@@ -376,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--graceful-shutdown", help="time running jobs get after SIGTERM (default 30s)")
     sp.add_argument("--batch", action="store_true", help="claim ahead and complete in batches (see docs)")
     sp.add_argument("--http-port", type=int, help="serve /healthz and /metrics on this port")
+    sp.add_argument("--heartbeat-interval", help="time between heartbeats (default 15s)")
+    sp.add_argument(
+        "--sweep-threshold",
+        help="the stale-worker sweep's threshold: after half of it without a heartbeat the worker stops claiming "
+        "(default 5m; at least 3x --heartbeat-interval)",
+    )
 
     sp = cmd("scheduler", _external("jobworker.scheduler", "main"), "run cron schedules, exactly once per tick")
     sp.add_argument("--tasks", required=True, help="module holding the job definitions (and their schedules)")

@@ -18,6 +18,13 @@ def worker_args(pool: Pool) -> list[str]:
         args += ["--queue", queue]
     for flag in w.forbidden_flags:
         args += ["--forbidden-flag", flag]
+    # Only when set away from the defaults, so existing pools keep their pod template (and a
+    # JOBWORKER_HEARTBEAT_INTERVAL in workers.env keeps working). The worker fences itself at half the
+    # sweep threshold, so it must know the threshold the pool's sweep CronJob uses.
+    if w.heartbeat_interval != model.DEFAULT_HEARTBEAT_INTERVAL:
+        args += ["--heartbeat-interval", w.heartbeat_interval]
+    if pool.sweep.sweep_threshold != model.DEFAULT_SWEEP_THRESHOLD:
+        args += ["--sweep-threshold", pool.sweep.sweep_threshold]
     return [
         *args,
         "--poll-interval",
