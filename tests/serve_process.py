@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,9 +79,13 @@ def serve(*args: str, env: dict[str, str] | None = None, tasks: str = "tests.end
         ENDPOINT_TEST_CALLS=str(workdir / "calls.jsonl"),
     )
     child_env.update(env or {})
-    stderr = open(workdir / "stderr.log", "wb")  # closed in the finally below
     argv = [sys.executable, "-m", "jobworker", "serve", "--tasks", tasks, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen([*argv, *args], env=child_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        with open(workdir / "stderr.log", "wb") as stderr:
+            proc = subprocess.Popen([*argv, *args], env=child_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    except BaseException:
+        shutil.rmtree(workdir)
+        raise
     served = Served(base, proc, workdir / "calls.jsonl", workdir)
     try:
         deadline = time.monotonic() + 30
@@ -103,9 +108,6 @@ def serve(*args: str, env: dict[str, str] | None = None, tasks: str = "tests.end
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        stderr.close()
         log = (workdir / "stderr.log").read_text(errors="replace")
-        for path in workdir.iterdir():
-            path.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir)
     assert "Traceback" not in log and "Error handling request" not in log, log
