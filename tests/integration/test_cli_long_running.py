@@ -114,7 +114,7 @@ def test_worker_on_a_schema_without_jobworkers_migration_fails_in_one_line(db_ur
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("drop table graphile_worker.jobworker_migrations")
-        conn.execute("drop function graphile_worker.worker_heartbeat(text, jsonb)")
+        conn.execute("drop function graphile_worker.worker_heartbeat(text, json)")
     result = subprocess.run(
         [sys.executable, "-m", "jobworker", "worker", "--tasks", "examples.tasks", "--once"],
         env=_env(db_url),

@@ -201,7 +201,12 @@ async def test_upgrading_a_jobworker_1_schema_drains_its_workers_then_takes_the_
 ) -> None:
     url = empty_db_url
     await install_jobworker_1(url)
-    await fetch(url, """select graphile_worker.worker_heartbeat('old-worker', '{"tasks": ["a"]}'::jsonb)""")
+    await fetch(
+        url,
+        """select graphile_worker.worker_heartbeat('old-worker', '{"tasks": ["a"], "runtime": "jobworker"}'::jsonb)""",
+    )
+    # a worker of another runtime sharing the table is not what the drain stops
+    await fetch(url, """select graphile_worker.worker_heartbeat('node-or-rust', '{}'::jsonb)""")
 
     with pytest.raises(migrate.BreakingMigrationPendingError, match="jobworker migration 2 while 1 workers"):
         await migrate.migrate(url)
@@ -211,6 +216,7 @@ async def test_upgrading_a_jobworker_1_schema_drains_its_workers_then_takes_the_
 
     assert result.applied == ["graphile 20", "jobworker 2"] and not result.installed
     await assert_shared_workers_shape(url)
-    rows = await fetch(url, "select id, metadata from graphile_worker._private_workers")
-    assert rows == [{"id": "old-worker", "metadata": {"tasks": ["a"]}}], "registered workers are kept"
+    rows = await fetch(url, "select id, metadata from graphile_worker._private_workers order by id")
+    assert [r["id"] for r in rows] == ["node-or-rust", "old-worker"], "registered workers are kept"
+    assert rows[1]["metadata"] == {"tasks": ["a"], "runtime": "jobworker"}
     assert (await migrate.migrate(url)).applied == []

@@ -48,6 +48,20 @@ async def test_gc_task_identifiers_keeps_used_kept_and_live_workers_tasks(utils:
     assert await task_names(db_url) == ["has_a_job", "kept_by_caller", "live_workers_task"]
 
 
+async def test_a_live_worker_with_no_task_list_keeps_every_identifier(utils: WorkerUtils, db_url: str) -> None:
+    """graphile_worker_rs registers with no metadata but caches its task ids: GC must not strand it."""
+    for name in ("rust_task", "other"):
+        await utils.add_job(name, job_key=name)
+        await utils.remove_job(name)
+    await fetch(db_url, "select graphile_worker.worker_heartbeat('graphile_worker_rust')")
+
+    assert await utils.cleanup(["GC_TASK_IDENTIFIERS"]) == {"gc-task-identifiers": 0}
+    assert await task_names(db_url) == ["other", "rust_task"]
+
+    await fetch(db_url, "select graphile_worker.worker_deregister('graphile_worker_rust')")
+    assert await utils.cleanup(["GC_TASK_IDENTIFIERS"]) == {"gc-task-identifiers": 2}
+
+
 async def test_a_running_workers_idle_task_survives_cleanup_and_still_runs(utils: WorkerUtils, db_url: str) -> None:
     @define_job("idle_task", payload=dict)
     async def idle_task(payload: dict[str, Any], ctx: JobContext) -> None:

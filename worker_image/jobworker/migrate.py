@@ -156,8 +156,9 @@ async def _graphile_version(conn: psycopg.AsyncConnection[Any], schema: str) -> 
 async def _active_workers(conn: psycopg.AsyncConnection[Any], schema: str) -> int:
     cur = await conn.execute(
         sql.render(
+            # jobworker's own workers only: a drain stops those, never the Node or Rust ones sharing the table.
             "select count(*) as n from __SCHEMA__._private_workers "
-            "where last_heartbeat_at > now() - interval '1 minute'",
+            "where last_heartbeat_at > now() - interval '1 minute' and metadata ->> 'runtime' = 'jobworker'",
             schema,
         )
     )

@@ -1,12 +1,14 @@
 -- name: gc_task_identifiers
--- Delete task identifiers no job uses, keeping those that live workers (or the caller) know.
+-- Delete task identifiers no job uses, keeping those that live workers (or the caller) know. A live
+-- worker that does not say which tasks it knows (graphile_worker_rs registers with no metadata, yet
+-- caches its task ids) keeps every identifier: deleting one would strand that worker's later jobs.
 delete from __SCHEMA__._private_tasks t
 where not exists (select 1 from __SCHEMA__._private_jobs j where j.task_id = t.id)
   and t.identifier <> all(%(keep)s::text[])
   and not exists (
     select 1 from __SCHEMA__._private_workers w
     where w.last_heartbeat_at >= now() - interval '5 minutes'
-      and w.metadata -> 'tasks' ? t.identifier
+      and (w.metadata -> 'tasks' ? t.identifier or jsonb_typeof(w.metadata -> 'tasks') is distinct from 'array')
   )
 returning t.identifier
 -- name: gc_job_queues
