@@ -1,10 +1,11 @@
 """The images built for real, with buildah on the stand-in base from Debian packages (hack/images.py), and
 their entrypoints run for real with runc (no containerd): as user 10001, with a read-only root filesystem
-and a tmpfs on /tmp, as the operator's pods run them.
+and a tmpfs on /tmp, as the operator's pods run them. The worker image is also imported into a containerd of
+the test's own and run there.
 
-Skipped when buildah, debootstrap or runc is missing, or not root, unless JOBWORKER_REQUIRE_NODE_IMAGES is
-set (CI sets it), then it fails instead. A cold cache takes several minutes (debootstrap, pip); a warm one
-is a no-op.
+Skipped when buildah, debootstrap or runc (and, for the import, containerd and ctr) is missing, or when not
+root, unless JOBWORKER_REQUIRE_NODE_IMAGES is set (CI sets it): then it fails instead. A cold cache takes
+several minutes (debootstrap, pip); a warm one is a no-op.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,8 +46,8 @@ print("/tmp", "writable")
 """
 
 
-def _require() -> None:
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+def _require(tools: tuple[str, ...] = REQUIRED_TOOLS) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     problem = ""
     if missing:
         problem = f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)})"
@@ -202,3 +205,72 @@ def test_an_image_from_jobworker_dev_is_rebuilt_only_when_its_inputs_change(
         assert run.stdout.strip() == "tasks v2", run.stdout + run.stderr
     finally:
         subprocess.run(["buildah", "rmi", tag], capture_output=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def containerd(tmp_path: Path) -> Iterator[Path]:
+    """A containerd of our own (its own root, state and socket; CRI off), stopped by PID afterwards."""
+    _require(("containerd", "ctr"))
+    base = tmp_path / "containerd"
+    base.mkdir()
+    socket = base / "containerd.sock"
+    config = base / "config.toml"
+    config.write_text(
+        "version = 2\n"
+        f'root = "{base}/root"\nstate = "{base}/state"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{socket}"\n'
+        f'[ttrpc]\n  address = "{socket}.ttrpc"\n'
+        '[debug]\n  address = ""\n[metrics]\n  address = ""\n'
+        f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{base}/opt"\n'
+    )
+    with open(base / "containerd.log", "w") as log:
+        proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not socket.exists():
+            assert proc.poll() is None, (base / "containerd.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "containerd did not create its socket within 60 s"
+            time.sleep(0.1)
+        yield socket
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        with open("/proc/self/mounts") as mounts:
+            still = [line.split()[1] for line in mounts if line.split()[1].startswith(str(base))]
+        assert not still, f"mounts left under containerd's root: {still}"
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_worker_image_imports_into_containerd_and_runs(built: Any, containerd: Path) -> None:
+    """What the real node gets: the archive imported with `ctr images import`, run as its pods run it."""
+    names = images.import_into_containerd(built.worker.archive, containerd)
+    assert "docker.io/library/jobworker:dev" in names  # what a pod's `image: jobworker:dev` resolves to
+    proc = subprocess.run(
+        [
+            "ctr",
+            "--address",
+            str(containerd),
+            "-n",
+            "k8s.io",
+            "run",
+            "--rm",
+            "--read-only",
+            "docker.io/library/jobworker:dev",
+            f"jobworker-image-test-{uuid.uuid4().hex[:8]}",
+            "sh",
+            "-c",
+            "id -u; jobworker --version",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["10001", "jobworker", jobworker.__version__]
