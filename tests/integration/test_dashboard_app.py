@@ -190,3 +190,16 @@ async def test_healthz_answers_probes_without_sign_in(client: Client) -> None:
     c = await client(allow_actions=True, token="t0ken")
     response = await c.get("/healthz", allow_redirects=False)
     assert response.status == 200 and (await response.json()) == {"status": "ok"}
+
+
+async def test_replicas_sharing_a_secret_accept_each_others_forms(client: Client, seeded: Seeded, db_url: str) -> None:
+    one = await client(allow_actions=True, trust_header="X-Forwarded-User", secret=b"shared")
+    two = await client(allow_actions=True, trust_header="X-Forwarded-User", secret=b"shared")
+    other = await client(allow_actions=True, trust_header="X-Forwarded-User")  # its own random secret
+    user = {"X-Forwarded-User": "alice"}
+    token = csrf(await (await one.get("/jobs", headers=user)).text())
+    form = {"job_id": str(seeded.ready), "csrf_token": token, "confirm": "yes"}
+    assert (await other.post("/actions/complete", data=form, headers=user)).status == 403
+    assert exists(db_url, seeded.ready)
+    assert (await two.post("/actions/complete", data=form, headers=user)).status == 200
+    assert not exists(db_url, seeded.ready)

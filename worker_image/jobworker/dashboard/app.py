@@ -417,6 +417,8 @@ def settings_from_args(args: argparse.Namespace) -> DashboardSettings:
         refresh=parse_duration(args.refresh, field="--refresh").total_seconds(),
         stale_after=parse_duration(args.stale_after, field="--stale-after").total_seconds(),
         schedules=tuple(entries),
+        # Replicas behind one load balancer must share it, or a form from one is refused by another.
+        **({"secret": shared.encode()} if (shared := os.environ.get("JOBWORKER_DASHBOARD_SECRET")) else {}),
     )
 
 
