@@ -274,3 +274,14 @@ def test_worker_image_imports_into_containerd_and_runs(built: Any, containerd: P
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == ["10001", "jobworker", jobworker.__version__]
+
+
+def test_a_base_that_is_not_local_is_an_error_not_a_pull(cache: Path, tmp_path: Path) -> None:
+    _require(("buildah",))
+    (tmp_path / "context").mkdir()
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM python:3.11.13-slim-bookworm\n")
+    if images.base_image.buildah_has_image("python:3.11.13-slim-bookworm"):
+        pytest.skip("this machine's buildah storage holds the official image")
+    with pytest.raises(images.ImageError, match="not in buildah's storage; nothing is pulled"):
+        images.build(dockerfile, tmp_path / "context", "jobworker-image-test-never:dev", engine="buildah")
