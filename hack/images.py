@@ -343,8 +343,8 @@ def _build(engine: str, dockerfile: Path, context: Path, tag: str, build_args: M
     else:
         # chroot isolation: no nested container runtime needed; host network: pip reaches the index;
         # never pull: every base must already be local (the stand-in base, or an image built here).
-        # --force-rm: a failed build leaves no working container behind.
-        command = ["buildah", "bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--force-rm"]
+        # (Without --layers, a failed bud leaves no working container; --force-rm would need --layers.)
+        command = ["buildah", "bud", "--isolation", "chroot", "--network", "host", "--pull=never"]
     command += ["--label", f"{INPUTS_LABEL}={key}", "-f", str(dockerfile), "-t", tag]
     for name, value in sorted(build_args.items()):
         command += ["--build-arg", f"{name}={value}"]
