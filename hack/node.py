@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -517,7 +518,7 @@ def _remove_iptables() -> None:
             for line in dump.splitlines():
                 if not line.startswith("-A "):
                     continue
-                parts = line.split()
+                parts = shlex.split(line)  # comments are quoted: "kubernetes service portals"
                 chain = parts[1]
                 if _is_node_chain(chain):
                     continue
