@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration e2e bench bench-quick bench-operator bench-node \
+.PHONY: demo test lint typecheck unit integration e2e bench bench-quick bench-operator bench-node bench-chaos \
         cluster-up cluster-down k8s-binaries kind-up kind-down images chart-crds crd-reference clean
 
 $(STAMP): pyproject.toml
@@ -51,6 +51,10 @@ bench-quick: $(STAMP)
 
 bench-operator: $(STAMP)
 	$(PY) bench/run.py --operator
+
+# The chaos suite's long form (the short one runs in `make test`); writes its table into bench/README.md.
+bench-chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 # A pool on the real local node: kubectl apply -> first job, and a spec change's rollout (needs root).
 bench-node: $(STAMP) k8s-binaries
