@@ -46,14 +46,15 @@ def table(results: list[dict[str, object]], scale: float) -> str:
         BEGIN,
         f"## Chaos, long form ({when}, `python bench/chaos.py`, CHAOS_SCALE={scale:g})",
         "",
-        "| seed | passed | faults survived | jobs | runs | duplicates | lost | seconds |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "| seed | passed | faults survived | jobs | runs | duplicates | lost | work resumed after restart | seconds |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         faults = ", ".join(str(f) for f in r.get("faults", []))  # type: ignore[attr-defined]
         lines.append(
             f"| {r['seed']} | {'yes' if r['passed'] else 'NO'} | {faults} | {r.get('jobs', '-')} | "
-            f"{r.get('runs', '-')} | {r.get('duplicates', '-')} | {r.get('lost', '-')} | {r['seconds']} |"
+            f"{r.get('runs', '-')} | {r.get('duplicates', '-')} | {r.get('lost', '-')} | "
+            f"{r.get('resume_seconds_after_restart', '-')} s | {r['seconds']} |"
         )
     lines += [
         "",

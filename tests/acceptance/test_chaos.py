@@ -261,6 +261,7 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
         assert pg.embedded is not None
         pg.embedded._run("pg_ctl", "-D", str(pg.embedded.data), "-m", "immediate", "-w", "stop")
         pg.embedded._pg_ctl("start")
+        back = datetime.now(UTC)  # the server accepts connections again
         faults.window("pg immediate restart", started)
         _add(url, added, load, rng)
 
@@ -357,8 +358,12 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             if not explained(earlier):
                 violations.append(f"job {job_id} ran twice without a fault to explain it (run {earlier['run_id']})")
 
+    # How soon work resumed after the restart (measured, not asserted: the machine is shared).
+    after = [r["finished_at"] for r in runs if r["outcome"] == "ok" and r["started_at"] >= back and r["finished_at"]]
+    resume_seconds = round((min(after) - back).total_seconds(), 2) if after else None
     summary = {
         "faults": faults.survived,
+        "resume_seconds_after_restart": resume_seconds,
         "jobs": len(set(added)) + len(node_jobs),
         "runs": len(runs),
         "duplicates": duplicates,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from jobworker.jobs import JobContext, define_job
 from jobworker.worker_utils import WorkerUtils
 from tests.integration.runtime import eventually, fetch, job_row, make_worker, running
@@ -61,3 +63,31 @@ async def test_a_result_the_database_refuses_twice_does_not_leave_the_job_locked
             what="the job handed back",
         )
     assert row is not None and row["last_error"] is None
+
+
+async def test_an_unexpected_error_after_a_claim_is_logged_and_backed_off_never_fatal(
+    utils: WorkerUtils, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[int] = []
+
+    @define_job("surprise", payload=dict)
+    async def surprise(payload: dict[str, Any], ctx: JobContext) -> None:
+        ran.append(ctx.attempt)
+
+    worker = make_worker(db_url, surprise)
+    start = worker._start
+    failures = iter([RuntimeError("a bug between the claim and the start")])
+
+    def flaky_start(row: dict[str, Any]) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        start(row)
+
+    worker._start = flaky_start  # type: ignore[method-assign]
+    async with running(worker) as task:
+        job = await utils.add_job("surprise")
+        await eventually(lambda: job_row(db_url, job.id), lambda r: r is None, within=10, what="the job ran")
+        assert not task.done()  # the worker survived
+    assert "unexpected error while claiming" in caplog.text
+    assert ran == [1]  # the claimed-but-never-started job was released with its attempt refunded
