@@ -432,3 +432,54 @@ def test_cli_verbs_on_a_schema_graphile_worker_rs_migrated(rust: RustPeer, pg: A
     finally:
         pg.drop_database(own)
         pg.drop_database(rusts)
+
+
+def _rust_verbs(url: str, rust: RustPeer) -> dict[str, Any]:
+    """The same verbs through graphile_worker_rs's WorkerUtils; what each did, without ids or times."""
+    specs: list[dict[str, Any]] = [
+        {"task": "record", "payload": {"i": i}, **extra}
+        for i, extra in enumerate([{}, {"queueName": "q1"}, {"jobKey": "k1"}, {"priority": 3}, {"maxAttempts": 2}, {}])
+    ]
+    ids = [j["id"] for j in rust.add_jobs(url, specs)]
+    out: dict[str, Any] = {}
+    out["add"] = [
+        (r["task_identifier"], r["queue_name"], r["key"], r["priority"], r["max_attempts"]) for r in jobs(url)
+    ]
+    out["complete"] = len(rust.json(url, "complete", str(ids[0])))
+    out["fail"] = len(rust.json(url, "fail", "no", str(ids[1])))
+    out["reschedule"] = len(
+        rust.json(url, "reschedule", f'{{"runAt": "{FUTURE.isoformat()}", "priority": 7}}', str(ids[3]))
+    )
+    rust.run(url, "remove", "k1").ok()
+    out["after"] = [
+        (r["payload"], r["attempts"], r["max_attempts"], r["last_error"], r["priority"], r["run_at"] == FUTURE)
+        for r in jobs(url)
+    ]
+    lock = "update graphile_worker._private_jobs set locked_by = %s, locked_at = now() - %s::interval where id = %s"
+    sql(url, lock, ["gone-1", "0s", ids[4]])
+    sql(url, lock, ["gone-2", "5 hours", ids[5]])
+    rust.run(url, "force-unlock", "gone-1").ok()
+    out["sweep"] = rust.sweep(url, threshold_ms=300_000)
+    out["locks"] = [r["locked_by"] for r in jobs(url)]
+    rust.run(url, "cleanup", "gc_task_identifiers", "gc_job_queues", "delete_permanently_failed_jobs").ok()
+    out["final"] = [(r["payload"], r["queue_name"], r["attempts"]) for r in jobs(url)]
+    out["queues"] = [r["queue_name"] for r in sql(url, "select queue_name from graphile_worker._private_job_queues")]
+    return out
+
+
+def test_rust_worker_utils_give_the_same_results_on_a_schema_jobworker_migrated_first(rust: RustPeer, pg: Any) -> None:
+    shared, rusts = pg.create_database(template=None), pg.create_database(template=None)
+    try:
+        from tests.acceptance.conftest import _with_effects
+
+        shared, rusts = _with_effects(shared), _with_effects(rusts)
+        jobworker(shared, "migrate").ok()
+        rust.migrate(shared).ok()
+        rust.migrate(rusts).ok()
+        on_shared, on_rust = _rust_verbs(shared, rust), _rust_verbs(rusts, rust)
+        assert on_shared == on_rust
+        assert on_rust["sweep"] == {"worker_ids": ["gone-2"], "recovered_count": 1}
+        assert on_rust["final"] == [({"i": 3}, None, 0), ({"i": 4}, None, 0), ({"i": 5}, None, 0)]
+    finally:
+        pg.drop_database(shared)
+        pg.drop_database(rusts)
