@@ -99,7 +99,8 @@ Whether the prometheus-operator API is served by the cluster (or passed with --a
 {{- end }}
 
 {{/*
-RBAC rules for namespaced resources (docs/contracts.md). Keep this list identical to the contract table.
+RBAC rules for namespaced resources (docs/contracts.md). Keep this list identical to the contract table. With
+queueStats.source workers the operator gets no Secret: list on EndpointSlices replaces get on Secrets.
 */}}
 {{- define "jobworker.namespacedRules" -}}
 - apiGroups: ["jobworker.dev"]
@@ -120,9 +121,15 @@ RBAC rules for namespaced resources (docs/contracts.md). Keep this list identica
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if eq .Values.queueStats.source "workers" }}
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
+{{- else }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
