@@ -306,3 +306,22 @@ def fuzz_namespace(kubectl: Any) -> Any:
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+# ------------------------------------------------------------------------------------- 5. /scale
+
+
+def test_scale_reads_the_replicas_of_a_pool_that_left_them_unset(
+    kubectl: Any, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(manifest(namespace, "scaled")))
+
+    def scale_replicas() -> Any:
+        proc = kubectl("get", "jwp", "scaled", "-n", namespace, "--subresource=scale", "-o", "json", check=False)
+        return json.loads(proc.stdout).get("spec", {}).get("replicas") if proc.returncode == 0 else None
+
+    wait_for("/scale spec.replicas 1 (0 would leave an HPA idle)", lambda: scale_replicas() == 1, timeout=TIMEOUT)
+    # Turning on the built-in autoscaler takes replicas away in the same change.
+    patch = {"spec": {"workers": {"replicas": None, "autoscaling": {"maxReplicas": 3}}}}
+    kubectl("patch", "jwp", "scaled", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    assert "replicas" not in (get(kubectl, namespace, "jwp", "scaled") or {})["spec"]["workers"]
