@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,11 +88,24 @@ def version_of(obj: Obj) -> str:
 
 def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
     """The credentials kopf logs in with (see handlers.login): in-cluster token first, then KUBECONFIG."""
-    settings = settings or kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    info = login_or_none(settings or kopf.OperatorSettings())
     if info is None:
         raise kopf.LoginError("no ServiceAccount token and no kubeconfig (KUBECONFIG or ~/.kube/config)")
     return info
+
+
+def login_or_none(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """In-cluster: the ServiceAccount token, at the address in KUBERNETES_SERVICE_HOST/PORT as client-go's
+    InClusterConfig uses it. kopf's own default names https://kubernetes.default.svc, which needs cluster
+    DNS: without it (a cluster with no CoreDNS) the operator could never log in. Else KUBECONFIG."""
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if host and port:
+            host = f"[{host}]" if ":" in host else host  # an IPv6 service address
+            info = dataclasses.replace(info, server=f"https://{host}:{port}")
+        return info
+    return kopf.login_with_kubeconfig(settings=settings)
 
 
 class Api:

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from jobworker_operator import names, queue_stats, reconcile
+from jobworker_operator import apply, names, queue_stats, reconcile
 from jobworker_operator import settings as operator_settings
 from jobworker_operator.apply import Api, ApiError
 
@@ -40,7 +40,7 @@ def register(opts: operator_settings.Options, registry: kopf.OperatorRegistry, r
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A private registry gets no default login handlers: in-cluster token first, then KUBECONFIG.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return apply.login_or_none(kwargs.get("settings") or kopf.OperatorSettings())
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -220,9 +220,12 @@ def test_the_operator_runs_in_cluster_and_a_pool_processes_real_jobs(
     deployment = pool.get("deployment", f"{pool.name}-worker")
     assert deployment is not None
     before = (deployment["metadata"]["generation"], sorted(p["metadata"]["uid"] for p in workers))
-    node_kubectl("delete", "pods", "-n", node_operator.namespace, "-l", node_operator.selector, "--wait=false")
+    observed = (pool.get("jwp", pool.name) or {})["status"]["queue"]["observedAt"]
     node_kubectl(
-        "rollout", "status", "deployment", "-n", node_operator.namespace, "-l", node_operator.selector, "--timeout=180s"
+        "delete", "pods", "-n", node_operator.namespace, "-l", node_operator.selector, "--grace-period=0", "--force"
+    )
+    node_kubectl(
+        "rollout", "status", f"deployment/{node_operator.release}", "-n", node_operator.namespace, "--timeout=180s"
     )
     wait_for(
         "a new operator pod to be Ready",
@@ -237,8 +240,7 @@ def test_the_operator_runs_in_cluster_and_a_pool_processes_real_jobs(
         ],
         timeout=180,
     )
-    # It has reconciled this pool since its start: a later queue reading than before the restart.
-    observed = (pool.get("jwp", pool.name) or {})["status"]["queue"]["observedAt"]
+    # It has reconciled this pool since its start: a later queue reading than before the kill.
     wait_for(
         "the new operator to reconcile the pool",
         lambda: (pool.get("jwp", pool.name) or {})["status"]["queue"]["observedAt"] > observed,
