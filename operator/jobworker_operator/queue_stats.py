@@ -7,6 +7,7 @@ depends on it at import time; tests pass their own ``Reader``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,7 +71,10 @@ def redact(text: str, url: str = "") -> str:
 
 
 def install_log_redaction() -> None:
+    """Mask every seen secret on the root handlers and, before kopf's event poster (a handler of its own
+    logger) turns a record into a Kubernetes Event, on the ``kopf.objects`` logger itself."""
     db.install_log_redaction(lambda: tuple(SEEN_SECRETS))
+    logging.getLogger("kopf.objects").addFilter(db.RedactingFilter(lambda: tuple(SEEN_SECRETS)))
 
 
 async def read_from_workers(api: Api, pool: Pool) -> Reading:
