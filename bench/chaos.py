@@ -59,8 +59,9 @@ def table(results: list[dict[str, object]], scale: float) -> str:
     lines += [
         "",
         "A duplicate is a second successful run of one job; each is explained by an at-least-once rule (its "
-        "earlier run's worker was killed, forced down or partitioned, or ended inside a database fault), or the "
-        "run fails. Lost must be 0.",
+        "earlier run's worker was killed, forced down, partitioned or lost its heartbeat, its completion was "
+        "refused because the sweep had taken the job back, or it ended inside a database fault), or the run "
+        "fails. Lost must be 0. SIGSTOP of the postmaster lasts 5 s x CHAOS_SCALE.",
         END,
     ]
     return "\n".join(lines)
