@@ -4,6 +4,8 @@
   and that connection is closed: a reply lost after the statement committed.
 - ``freeze()``: stop forwarding in both directions without closing anything (no RST, no FIN), as a
   half-open connection or a partition looks to both ends; ``thaw()`` resumes.
+- ``drop_nth_reply(n)``: the n-th server-to-client chunk from now on (whatever it answers: a claim, a
+  completion, a failure, a heartbeat) is never delivered, and its connection is closed.
 - ``freeze_existing()``: the connections open now stop forwarding for good (without closing), while new
   connections work: a NAT or firewall that silently forgot the old ones.
 """
@@ -22,6 +24,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._drop: bytes | None = None
+        self._drop_countdown = 0
         self.dropped = 0
         self.frozen = False
         self._thawed = asyncio.Event()
@@ -58,6 +61,9 @@ class TcpProxy:
 
     def drop_reply_containing(self, marker: bytes) -> None:
         self._drop = marker
+
+    def drop_nth_reply(self, n: int) -> None:
+        self._drop_countdown = n
 
     def freeze(self) -> None:
         self.frozen = True
@@ -105,6 +111,12 @@ class TcpProxy:
                 # Frozen: hold the bytes, so nothing arrives and nothing is refused.
                 await self._thawed.wait()
                 await gate.wait()
+                if not upstream and self._drop_countdown > 0:
+                    self._drop_countdown -= 1
+                    if self._drop_countdown == 0:
+                        self.dropped += 1
+                        writer.transport.abort()
+                        break
                 if not upstream and self._drop is not None and self._drop in data:
                     self._drop = None
                     self.dropped += 1

@@ -283,6 +283,21 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
         _add(url, added, 3, rng, marker="chaos-drop")
         faults.survived.append("claim reply dropped")
 
+        # The N-th reply to the proxied worker is dropped, whatever it answers (claim, completion, failure,
+        # heartbeat), a few times over while it works.
+        started = datetime.now(UTC)
+        for nth in (3, 7, 11, 19):
+            _add(url, added, int(10 * SCALE), rng)
+            dropped = proxy.proxy.dropped
+            proxy.do(lambda n=nth: proxy.proxy.drop_nth_reply(n))
+            eventually(
+                lambda: proxy.proxy.dropped,
+                lambda now, d=dropped: now > d,
+                timeout=30,
+                what="a reply dropped",
+            )
+        faults.window("Nth reply dropped", started)
+
         def unfinished() -> int:
             return int(
                 sql(
