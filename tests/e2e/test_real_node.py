@@ -90,7 +90,16 @@ class Pool:
     def describe(self) -> str:
         out = self.kubectl("get", "jwp,deploy,job,cronjob,pods", "-n", self.namespace, "-o", "wide", check=False)
         events = self.kubectl("get", "events", "-n", self.namespace, "--sort-by=.lastTimestamp", check=False)
-        return f"{out.stdout}\n{events.stdout[-4000:]}"
+        logs = []
+        for component in ("worker", "scheduler", "migrate"):
+            for pod in self.pods(component) if component != "migrate" else []:
+                if not _pod_ready(pod):
+                    name = pod["metadata"]["name"]
+                    for previous in ("--previous", ""):
+                        args = ["logs", name, "-n", self.namespace, "--tail=40"] + ([previous] if previous else [])
+                        log = self.kubectl(*args, check=False)
+                        logs.append(f"--- {name} {previous}\n{log.stdout}{log.stderr}")
+        return f"{out.stdout}\n{events.stdout[-4000:]}\n" + "\n".join(logs)
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

@@ -224,6 +224,8 @@ def containerd(tmp_path: Path) -> Iterator[Path]:
         '[debug]\n  address = ""\n[metrics]\n  address = ""\n'
         f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{base}/opt"\n'
     )
+    # `ctr run` keeps runc's state and the task FIFOs under /run/containerd whatever the config says.
+    run_dir_existed = os.path.lexists("/run/containerd")
     with open(base / "containerd.log", "w") as log:
         proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -244,6 +246,8 @@ def containerd(tmp_path: Path) -> Iterator[Path]:
             still = [line.split()[1] for line in mounts if line.split()[1].startswith(str(base))]
         assert not still, f"mounts left under containerd's root: {still}"
         shutil.rmtree(base, ignore_errors=True)
+        if not run_dir_existed:
+            shutil.rmtree("/run/containerd", ignore_errors=True)
 
 
 def test_worker_image_imports_into_containerd_and_runs(built: Any, containerd: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import TypedDict
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 import psycopg
 
