@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 import psycopg
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from jobworker import JobContext, define_job
 
