@@ -323,6 +323,10 @@ class RealNode:
         """Import a docker-archive into the node's containerd (CRI namespace), as ``kubectl`` images use it."""
         self._ctr("images", "import", "--no-unpack", str(archive), timeout=600)
 
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL a container's processes, as a crash would: no SIGTERM, no graceful shutdown."""
+        self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", container_id.removeprefix("containerd://"))
+
     def image_names(self) -> list[str]:
         return [line.split()[0] for line in self._ctr("images", "ls").splitlines()[1:] if line.strip()]
 

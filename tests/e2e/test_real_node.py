@@ -140,7 +140,8 @@ def make_pool(
                     **({} if "autoscaling" in (workers or {}) else {"replicas": 1}),
                     "pollInterval": "1s",
                     "gracefulShutdownSeconds": 20,
-                    "env": [{"name": "JOBWORKER_HEARTBEAT_INTERVAL", "value": "2"}],
+                    # Short, so that the sweep test can use a 15s threshold (the CRD wants 3x).
+                    "heartbeatInterval": "2s",
                     **(workers or {}),
                 },
                 "podTemplate": real_node_scheduling(),
@@ -184,9 +185,12 @@ def test_the_operator_runs_in_cluster_and_a_pool_processes_real_jobs(
         assert conn.execute("select max(id) from graphile_worker.migrations").fetchone()[0] >= 19  # type: ignore[index]
 
     # Probes pass on the real endpoints: Ready with probes defined, never restarted.
-    for pod in workers + pool.ready_pods("scheduler"):
+    schedulers = pool.ready_pods("scheduler")
+    assert len(schedulers) == 1
+    assert all(p["spec"]["containers"][0].get("readinessProbe") for p in workers)
+    for pod in workers + schedulers:
         container = pod["spec"]["containers"][0]
-        assert container.get("readinessProbe") and container.get("livenessProbe")
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
         assert pod["spec"]["securityContext"]["runAsUser"] == 10001
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -233,9 +237,10 @@ def test_the_operator_runs_in_cluster_and_a_pool_processes_real_jobs(
     node_kubectl(
         "delete", "pods", "-n", node_operator.namespace, "-l", node_operator.selector, "--grace-period=0", "--force"
     )
-    node_kubectl(
-        "rollout", "status", f"deployment/{node_operator.release}", "-n", node_operator.namespace, "--timeout=180s"
-    )
+    deployment_name = node_kubectl(
+        "get", "deployment", "-n", node_operator.namespace, "-l", node_operator.selector, "-o", "name"
+    ).stdout.strip()
+    node_kubectl("rollout", "status", deployment_name, "-n", node_operator.namespace, "--timeout=180s")
     wait_for(
         "a new operator pod to be Ready",
         lambda: [
@@ -309,7 +314,7 @@ def test_the_scheduler_pod_enqueues_on_a_cron_tick(make_pool: Callable[..., Pool
 
 
 def test_sweep_and_cleanup_cronjob_pods_recover_and_clean(
-    node_kubectl: Kubectl, make_pool: Callable[..., Pool]
+    node_cluster: Any, node_kubectl: Kubectl, make_pool: Callable[..., Pool]
 ) -> None:
     pool = make_pool(
         workers={"replicas": 1, "concurrency": 1},
@@ -322,14 +327,11 @@ def test_sweep_and_cleanup_cronjob_pods_recover_and_clean(
     pool.add("sleep", {"tag": "long", "seconds": 600})
     first = wait_for("the long job to start", lambda: runs(pool.db_url, "long"), timeout=60)[0]
 
-    # The pod dies without any chance to hand the job back.
-    node_kubectl("delete", "pod", first["pod"], "-n", pool.namespace, "--grace-period=0", "--force")
-    wait_for(
-        "a replacement worker pod",
-        lambda: [p for p in pool.ready_pods("worker") if p["metadata"]["name"] != first["pod"]],
-        timeout=120,
-    )
-    # Let the dead worker's heartbeat age past the threshold, then run the sweep CronJob's pod.
+    # The worker dies without any chance to hand the job back: its container is SIGKILLed on the node.
+    pod = next(p for p in pool.pods("worker") if p["metadata"]["name"] == first["pod"])
+    node_cluster.node.kill_container(pod["status"]["containerStatuses"][0]["containerID"])
+    # Let the dead worker's heartbeat age past the threshold (the kubelet restarts the container, whose
+    # new worker registers anew), then run the sweep CronJob's pod.
     wait_for(
         "the dead worker's heartbeat to go stale",
         lambda: _heartbeat_age(pool.db_url) > 16,
@@ -339,11 +341,12 @@ def test_sweep_and_cleanup_cronjob_pods_recover_and_clean(
     node_kubectl("create", "job", "--from", f"cronjob/{pool.name}-sweep", "sweep-now", "-n", pool.namespace)
     node_kubectl("wait", "--for=condition=Complete", "job/sweep-now", "-n", pool.namespace, "--timeout=120s")
     again = wait_for(
-        "the swept job to start again on the new pod",
-        lambda: [r for r in runs(pool.db_url, "long") if r["pod"] != first["pod"]],
+        "the swept job to start again",
+        lambda: runs(pool.db_url, "long")[1:],
         timeout=90,
     )
     assert again[0]["outcome"] == "started" and again[0]["job_id"] == first["job_id"]
+    assert not [r for r in runs(pool.db_url, "long") if r["outcome"] != "started"], "the killed run left no end"
 
     # Cleanup: a permanently failed job is deleted by the cleanup CronJob's pod.
     failed_id = pool.add("record", {"tag": "never"}, "--run-at", "2999-01-01T00:00:00Z", "--max-attempts", "1")
