@@ -974,6 +974,8 @@ def start_dev_postgres(workdir: Path) -> str:
     from jobworker.devdb import EphemeralPostgres
 
     node_lib = load_node_module()
+    # The server runs as its own user, which must be able to walk into the state directory.
+    workdir.chmod(workdir.stat().st_mode | 0o011)
     server = EphemeralPostgres(
         workdir / DEV_POSTGRES_DIR, listen=(node_lib.GATEWAY,), trust_networks=(node_lib.NODE_SUBNET,)
     ).start()
@@ -1084,9 +1086,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ).start()
             database_url = ""
             if real_node:
-                if not args.no_images:
-                    import_images(cluster)
-                database_url = start_dev_postgres(cluster.workdir)
+                try:
+                    if not args.no_images:
+                        import_images(cluster)
+                    database_url = start_dev_postgres(cluster.workdir)
+                except BaseException:
+                    # Half a cluster helps nobody: stop it, and the host is as it was.
+                    stop_dev_postgres(cluster.workdir)
+                    cluster.stop()
+                    raise
             # stdout is meant for `eval "$(make -s cluster-up)"`; everything else goes to stderr.
             print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig))}")
             print(f'export PATH={shlex.quote(str(cluster.bin_dir))}:"$PATH"')  # helm
@@ -1113,7 +1121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for component in cluster.components:
                 state = "running" if component.alive() and component.owned(cluster.workdir) else "stopped"
                 print(f"{component.name:<24} {component.pid:>8} {state}")
-    except ClusterError as exc:
+    except (ClusterError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        # NodeError and ImageError are RuntimeErrors: one line, no traceback.
         log(f"error: {exc}")
         return 1
     return 0
