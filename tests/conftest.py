@@ -18,6 +18,8 @@ for _name in list(os.environ):
         "JOBWORKER_IMAGE_CACHE",
         "JOBWORKER_REQUIRE_RUST",
         "JOBWORKER_RUST_CACHE",
+        "JOBWORKER_REQUIRE_BROWSER",
+        "JOBWORKER_CHROMIUM",
     ):
         del os.environ[_name]
 for _name in ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBS_PROVIDER", "JOBS_CONCURRENCY"):
