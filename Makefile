@@ -76,10 +76,11 @@ kind-up: $(STAMP)
 kind-down:
 	kind delete cluster --name jobworker
 
-# jobworker:dev and jobworker-operator:dev: with docker where an engine runs, else with buildah on a base
+# jobworker:dev, jobworker-operator:dev and the example app jobworker-example:dev (examples/Dockerfile): with
+# docker where an engine runs, else with buildah on a base
 # built from Debian packages (no registry). Cached by their inputs; see docs/images.md.
 images:
-	$(PYTHON) hack/images.py build
+	$(PYTHON) hack/cluster.py images
 
 chart-crds:
 	scripts/sync_chart_crds.sh

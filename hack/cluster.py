@@ -1059,6 +1059,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     down = sub.add_parser("down", help="stop the control plane started by 'up'")
     down.add_argument("--dir", type=Path, default=_default_dir(), help="state directory (default: %(default)s)")
+    sub.add_parser("images", help="build jobworker:dev, jobworker-operator:dev and jobworker-example:dev")
     status = sub.add_parser("status", help="show the recorded processes")
     status.add_argument("--dir", type=Path, default=_default_dir(), help="state directory (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -1104,6 +1105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if real_node:
                 log(f"PostgreSQL for your pools (reachable from pods and from here): {database_url}")
             log("watch it: kubectl get jwp,pods -A -o wide --watch")
+        elif args.command == "images":
+            for archive in build_all_images():
+                print(archive)
         elif args.command == "down":
             cluster = LocalCluster.from_state(args.dir)
             if not cluster.components:
