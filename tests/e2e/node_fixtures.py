@@ -17,8 +17,6 @@ Environment: JOBWORKER_REQUIRE_KUBELET=1 fails (never skips) when the node canno
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from operator_fixtures import secret_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_APP_DIR = Path(__file__).resolve().parent / "node_app"
@@ -256,17 +255,6 @@ def node_operator(
             log = node_kubectl("logs", pod, "-n", release.namespace, "--tail=200", check=False).stdout
             print(f"--- {pod} (tail)\n{log}")
         helm(helm_bin, node_cluster.kubeconfig, "uninstall", release.release, "-n", release.namespace, check=False)
-
-
-def secret_manifest(namespace: str, name: str, url: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        }
-    )
 
 
 __all__ = [
