@@ -32,6 +32,7 @@ import yaml
 from operator_fixtures import secret_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = "/usr/bin/kubectl" if os.access("/usr/bin/kubectl", os.X_OK) else "kubectl"
 NODE_APP_DIR = Path(__file__).resolve().parent / "node_app"
 OPERATOR_NAMESPACE = "jobworker-system"
 WORKER_IMAGE = "jobworker:dev"
@@ -44,11 +45,15 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def cluster_lib() -> Any:
+    """hack/cluster.py as tests/e2e/conftest.py loaded it. Never `from conftest import ...` here: another
+    directory's conftest.py (tests/operator_unit) is imported under the same name later in a full run."""
+    return sys.modules["jobworker_hack_cluster"]
+
+
 def node_lib() -> Any:
     """hack/node.py, loaded by hack/cluster.py like the tests load that one."""
-    from conftest import cluster_lib
-
-    return cluster_lib.load_node_module()
+    return cluster_lib().load_node_module()
 
 
 def _unavailable(reason: str) -> None:
@@ -63,14 +68,12 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def node_cluster(k8s_bin_dir: Path) -> Iterator[Any]:
     """A control plane with the real node ``jobworker-node`` (tainted) beside ``kwok-node-0``."""
-    from conftest import cluster_lib
-
-    missing = node_lib().missing_host_tools() + cluster_lib.missing_binaries(k8s_bin_dir, real_node=True)
+    missing = node_lib().missing_host_tools() + cluster_lib().missing_binaries(k8s_bin_dir, real_node=True)
     if missing:
         _unavailable(f"the real node needs {', '.join(missing)} (see .ci/run for the Debian packages)")
     # Short: containerd's socket lives here, and a unix socket path is limited to 107 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="jwnode-", dir="/tmp"))
-    local = cluster_lib.LocalCluster(workdir, k8s_bin_dir, real_node=True, taint_node=True, kwok_node=True)
+    local = cluster_lib().LocalCluster(workdir, k8s_bin_dir, real_node=True, taint_node=True, kwok_node=True)
     before = node_lib().host_snapshot()
     try:
         local.start()
@@ -87,12 +90,15 @@ def node_cluster(k8s_bin_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def node_kubectl(node_cluster: Any) -> Kubectl:
-    from conftest import run_kubectl
-
     def _kubectl(
         *args: str, check: bool = True, input: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(node_cluster.kubeconfig, args, check=check, input=input, timeout=timeout)
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        cmd = [KUBECTL, f"--kubeconfig={node_cluster.kubeconfig}", *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
 
     return _kubectl
 
@@ -107,12 +113,13 @@ class NodeImages:
 @pytest.fixture(scope="session")
 def node_images(node_cluster: Any) -> NodeImages:
     """jobworker, jobworker-operator and the e2e app image, built for real and imported into the node."""
-    from conftest import cluster_lib
-
-    archives = cluster_lib.build_all_images()
-    images = cluster_lib.load_images_module()
+    archives = cluster_lib().build_all_images()
+    images = cluster_lib().load_images_module()
     app = images.build(
-        NODE_APP_DIR / "Dockerfile", NODE_APP_DIR, APP_IMAGE, {"BASE_IMAGE": cluster_lib.local_image_ref(WORKER_IMAGE)}
+        NODE_APP_DIR / "Dockerfile",
+        NODE_APP_DIR,
+        APP_IMAGE,
+        {"BASE_IMAGE": cluster_lib().local_image_ref(WORKER_IMAGE)},
     )
     archives.append(app.archive)
     for archive in archives:

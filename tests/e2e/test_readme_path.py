@@ -16,8 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, _flag
-from node_fixtures import node_lib
+from node_fixtures import REPO_ROOT, _flag, node_lib
 
 pytestmark = pytest.mark.readme_path
 
