@@ -974,8 +974,6 @@ def start_dev_postgres(workdir: Path) -> str:
     from jobworker.devdb import EphemeralPostgres
 
     node_lib = load_node_module()
-    # The server runs as its own user, which must be able to walk into the state directory.
-    workdir.chmod(workdir.stat().st_mode | 0o011)
     server = EphemeralPostgres(
         workdir / DEV_POSTGRES_DIR, listen=(node_lib.GATEWAY,), trust_networks=(node_lib.NODE_SUBNET,)
     ).start()

@@ -79,6 +79,12 @@ class EphemeralPostgres:
         if self._user:
             self._ensure_user()
             os.chmod(self.workdir, 0o777)
+            # The server runs as its own user: it must be able to walk down to its data directory, also
+            # when the caller put it under a private (mkdtemp, 0700) directory.
+            for parent in self.workdir.resolve().parents:
+                if parent == Path("/"):
+                    break
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)
             for parent in self.bin.parents:
                 if parent == Path("/"):
                     break
