@@ -74,7 +74,8 @@ def runner_argv(system: str, mode: str, url: str, *, jobs: int, concurrency: int
             common += ["--batch-size", str(GRAPHILE_LOCAL_QUEUE_SIZE)]
         return [str(h.MAIN_PY), str(h.PEERS / "jobworker_runner.py"), *common]
     if family == "graphile":
-        return [h.NODE, str(h.PEERS / "graphile_runner.mjs"), *common]
+        # Its best documented configuration: a silent logger (the default one prints a line per job).
+        return [h.NODE, str(h.PEERS / "graphile_runner.mjs"), *common, "--silent-logger"]
     return [h.peer_python(family), str(h.PEERS / f"{family}_runner.py"), *common]
 
 
