@@ -2,7 +2,7 @@
 
 Defaults are written only here, or taken from the runtime where the runtime owns them (worker settings,
 the sweep): ``crds/jobworkerpools.yaml`` repeats them as schema ``default:`` values and in descriptions,
-and ``tests/operator_unit/test_op_defaults.py`` fails when any two layers disagree. A field whose default
+and ``tests/operator_unit/test_model_defaults.py`` fails when any two layers disagree. A field whose default
 the runtime applies itself (``workers.concurrency``, the options of a schedule entry) has no default
 here or in the CRD: it is left out of the rendered args and files, so ``JOBS_CONCURRENCY`` in
 ``workers.env`` and ``define_job(max_attempts=…)`` still apply.

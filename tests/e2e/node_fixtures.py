@@ -46,8 +46,9 @@ def _flag(name: str) -> bool:
 
 
 def cluster_lib() -> Any:
-    """hack/cluster.py as tests/e2e/conftest.py loaded it. Never `from conftest import ...` here: another
-    directory's conftest.py (tests/operator_unit) is imported under the same name later in a full run."""
+    """hack/cluster.py as tests/e2e/conftest.py loaded it. Never `from conftest import ...` here: the bare
+    name is whichever non-package conftest.py pytest imported last (tests/unit/test_test_layout.py keeps
+    tests/e2e the only such directory, but a plugin's or a stray one would still win)."""
     return sys.modules["jobworker_hack_cluster"]
 
 

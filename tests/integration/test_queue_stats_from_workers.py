@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import socket
-import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,11 +13,8 @@ from jobworker import httpserver, migrate
 from jobworker.worker_utils import TOP_QUEUES, WorkerUtils
 from jobworker_operator import names, queue_stats, reconcile
 from tests.integration.runtime import fetch
-
-# The operator unit tests' in-memory API (their conftest puts that directory on sys.path the same way).
-sys.path.insert(0, str(Path(__file__).parents[1] / "operator_unit"))
-from helpers import body
-from test_op_reconcile import FakeApi
+from tests.operator_unit.fake_api import FakeApi
+from tests.operator_unit.helpers import body
 
 
 def free_port() -> int:

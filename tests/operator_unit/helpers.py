@@ -45,3 +45,48 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
         spec = spec["jobTemplate"]["spec"]
     result: dict[str, Any] = spec["template"]["spec"]
     return result
+
+
+# ------------------------------------------------------------------------------ assertions on rendered objects
+
+LABELS = {
+    "app.kubernetes.io/name": "jobworker",
+    "app.kubernetes.io/instance": "pool",
+    "app.kubernetes.io/managed-by": "jobworker-operator",
+    "jobworker.dev/pool": "pool",
+}
+QSTASH: dict[str, Any] = {
+    "type": "qstash",
+    "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "https://x.example/cb"},
+}
+
+
+def env_names(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in c["env"]}
+
+
+def assert_restricted(obj: dict[str, Any]) -> None:
+    ps = pod_spec(obj)
+    assert ps["securityContext"]["runAsNonRoot"] is True
+    assert ps["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(obj)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "emptyDir": {}} in ps["volumes"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container(obj)["volumeMounts"]
+
+
+def assert_owned(obj: dict[str, Any], component: str) -> None:
+    meta = obj["metadata"]
+    assert meta["namespace"] == "ns"
+    assert meta["labels"] == {**LABELS, "app.kubernetes.io/component": component}
+    (ref,) = meta["ownerReferences"]
+    assert ref == {
+        "apiVersion": "jobworker.dev/v1alpha1",
+        "kind": "JobWorkerPool",
+        "name": "pool",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from helpers import container, pool
-from test_op_defaults import crd_defaulted
-
 from jobworker import cli
 from jobworker_operator import model, names, plan, render
 from jobworker_operator.render import common
+from tests.operator_unit.helpers import container, pool
+from tests.operator_unit.test_model_defaults import crd_defaulted
 
 
 def children_of(p: model.Pool) -> dict[tuple[str, str], dict[str, object]]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from helpers import body
-from test_op_reconcile import FakeApi, conditions
 
 from jobworker_operator import reconcile
+from tests.operator_unit.fake_api import FakeApi, conditions
+from tests.operator_unit.helpers import body
 
 
 async def no_stats(url: str, schema: str) -> None:

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import pool
 
 from jobworker_operator import plan
 from jobworker_operator.model import Autoscaling
 from jobworker_operator.plan import JobState
+from tests.operator_unit.helpers import pool
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 QSTASH = {"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "https://x/cb"}}

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import pool
-from test_op_model import apply_schema_defaults, crd_spec_schema
-
 from jobworker import cli, crontab
 from jobworker.durations import parse_duration
 from jobworker.settings import WorkerSettings
 from jobworker.worker_utils import DEFAULT_RECOVERY_DELAY, STALE_AFTER
 from jobworker_operator import model, render
 from jobworker_operator.model import Pool
+from tests.operator_unit.helpers import pool
+from tests.operator_unit.test_model import apply_schema_defaults, crd_spec_schema
 
 
 def crd_defaulted(**spec: Any) -> Pool:
-    from helpers import body
+    from tests.operator_unit.helpers import body
 
     doc = body(**spec)
     doc["spec"] = apply_schema_defaults(crd_spec_schema(), doc["spec"])

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import body, pool
 
 from jobworker_operator import model
 from jobworker_operator.model import Pool
+from tests.operator_unit.helpers import body, pool
 
 CRD = Path(__file__).parents[2] / "crds" / "jobworkerpools.yaml"
 
@@ -84,6 +84,13 @@ class TestMigrationDigest:
     @pytest.mark.parametrize("replicas", [1, 5])
     def test_ignores_unrelated_fields(self, replicas: int) -> None:
         assert pool(workers={"replicas": replicas}).migration_digest == pool().migration_digest
+
+    def test_pointing_at_another_database_needs_a_new_migration(self) -> None:
+        other_secret = {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db-eu"}}}
+        other_key = {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db", "key": "eu"}}}
+        digests = {pool().migration_digest, pool(provider=other_secret).migration_digest}
+        digests.add(pool(provider=other_key).migration_digest)
+        assert len(digests) == 3
 
 
 class TestCrdReference:

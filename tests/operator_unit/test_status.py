@@ -3,10 +3,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from helpers import pool
-
 from jobworker_operator import status
 from jobworker_operator.plan import MigrationStep
+from tests.operator_unit.helpers import pool
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 OK = MigrationStep("Succeeded", rollout=True, reason="Migrated", message="schema migrated")

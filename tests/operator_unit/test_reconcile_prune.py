@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from helpers import body
-from test_op_reconcile import FakeApi
-
 from jobworker_operator import names, reconcile
+from tests.operator_unit.fake_api import FakeApi
+from tests.operator_unit.helpers import body
 
 Obj = dict[str, Any]
 

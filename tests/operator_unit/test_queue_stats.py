@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 import pytest
-from helpers import body
-from test_op_reconcile import FakeApi
 
 from jobworker_operator import apply, queue_stats, reconcile
+from tests.operator_unit.fake_api import FakeApi
+from tests.operator_unit.helpers import body
 
 CANARY = "CANARY7f3q"
 # Each is a value someone could paste into the Secret; libpq's parse error of each quotes the canary.
@@ -113,3 +113,12 @@ def test_the_operator_log_masks_every_secret_seen(monkeypatch: pytest.MonkeyPatc
         "error connecting",
     ]
     assert not any(CANARY in line for line in lines), lines
+
+
+def test_redact_hides_passwords_in_every_connection_string_form() -> None:
+    assert queue_stats.redact("failed: postgresql://app:s3cret@db:5432/x") == "failed: postgresql://app:***@db:5432/x"
+    assert "s3cret" not in queue_stats.redact("postgresql://db/x?user=app&password=s3cret&sslmode=require")
+    assert "sslmode=require" in queue_stats.redact("postgresql://db/x?user=app&password=s3cret&sslmode=require")
+    assert "s3cret" not in queue_stats.redact("host=db user=app password=s3cret dbname=x")
+    assert "s3 cret" not in queue_stats.redact("host=db password='s3 cret' dbname=x")
+    assert queue_stats.redact("host=db password='s3 cret' dbname=x").endswith("dbname=x")

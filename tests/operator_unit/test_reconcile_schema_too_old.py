@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from helpers import body
-from test_op_reconcile import FakeApi
-
 from jobworker_operator import reconcile
+from tests.operator_unit.fake_api import FakeApi
+from tests.operator_unit.helpers import body
 
 
 async def no_stats(url: str, schema: str) -> None:

@@ -1,26 +1,17 @@
-"""Last round's open notes (issue 11, item 5): a new database gets a migration, /scale reads the replicas,
-and the ServiceMonitor goes with the provider."""
+"""What reconcile writes besides the rendered children: the replicas /scale reads, and the removal of a
+ServiceMonitor the provider no longer has (issue 11, item 5)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from helpers import body, pool
-from test_op_reconcile import FakeApi
-
 from jobworker_operator import names, reconcile
+from tests.operator_unit.fake_api import FakeApi
+from tests.operator_unit.helpers import body
 
 
 async def no_stats(url: str, schema: str) -> None:
     raise AssertionError("no queue stats in these tests")
-
-
-def test_pointing_at_another_database_needs_a_new_migration() -> None:
-    other_secret = {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db-eu"}}}
-    other_key = {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db", "key": "eu"}}}
-    digests = {pool().migration_digest, pool(provider=other_secret).migration_digest}
-    digests.add(pool(provider=other_key).migration_digest)
-    assert len(digests) == 3
 
 
 async def test_unset_replicas_are_written_so_that_scale_reads_them() -> None:
