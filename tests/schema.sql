@@ -403,6 +403,10 @@ ALTER TABLE graphile_worker._private_jobs ALTER COLUMN id ADD GENERATED ALWAYS A
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE graphile_worker._private_jobworker_seen_signatures (
+    jti text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
 CREATE TABLE graphile_worker._private_known_crontabs (
     identifier text NOT NULL,
     known_since timestamp with time zone NOT NULL,
@@ -464,6 +468,8 @@ ALTER TABLE ONLY graphile_worker._private_jobs
     ADD CONSTRAINT _private_jobs_key_key UNIQUE (key);
 ALTER TABLE ONLY graphile_worker._private_jobs
     ADD CONSTRAINT _private_jobs_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY graphile_worker._private_jobworker_seen_signatures
+    ADD CONSTRAINT _private_jobworker_seen_signatures_pkey PRIMARY KEY (jti);
 ALTER TABLE ONLY graphile_worker._private_known_crontabs
     ADD CONSTRAINT _private_known_crontabs_pkey PRIMARY KEY (identifier);
 ALTER TABLE ONLY graphile_worker._private_tasks
@@ -476,6 +482,7 @@ ALTER TABLE ONLY graphile_worker.jobworker_migrations
     ADD CONSTRAINT jobworker_migrations_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY graphile_worker.migrations
     ADD CONSTRAINT migrations_pkey PRIMARY KEY (id);
+CREATE INDEX _private_jobworker_seen_signatures_expires_at_idx ON graphile_worker._private_jobworker_seen_signatures USING btree (expires_at);
 CREATE INDEX _private_workers_last_heartbeat_at_idx ON graphile_worker._private_workers USING btree (last_heartbeat_at);
 CREATE INDEX jobs_main_index ON graphile_worker._private_jobs USING btree (priority, run_at) INCLUDE (id, task_id, job_queue_id) WHERE (is_available = true);
 CREATE INDEX jobs_no_queue_index ON graphile_worker._private_jobs USING btree (priority, run_at) INCLUDE (id, task_id) WHERE ((is_available = true) AND (job_queue_id IS NULL));

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jobworker import sql as sql_files
 from tests.acceptance.conftest import NodeEnv, RustPeer, Spawn
 from tests.acceptance.helpers import (
     REPO,
@@ -33,6 +34,10 @@ from tests.acceptance.helpers import (
     jobworker_argv,
     sql,
 )
+
+OWN_IDS = [n for n, _ in sql_files.migration_files()["jobworker"]]
+OWN = [f"jobworker {n}" for n in OWN_IDS]
+"""jobworker's own migrations (ids, and as ``migrate`` reports them), from the files: a new one needs no edit here."""
 
 pytestmark = pytest.mark.interop
 
@@ -141,12 +146,12 @@ def test_jobworker_migrates_first_then_rust_then_node(
 ) -> None:
     url = empty_db_url
     migrated = jobworker(url, "--json", "migrate").json()
-    assert migrated["applied"] == ["graphile 19", "graphile 20", "jobworker 1", "jobworker 2"]
+    assert migrated["applied"] == ["graphile 19", "graphile 20", *OWN]
     rust.migrate(url).ok()  # its 20 is taken (graphile-worker 0.18's), so it runs 21 and 22
     assert _graphile_ids(url) == RUST_IDS
     node18.graphile_worker(url, "--schema-only").ok()
     node.graphile_worker(url, "--schema-only").ok()
-    assert _jobworker_ids(url) == [1, 2]
+    assert _jobworker_ids(url) == OWN_IDS
     _no_op_reruns(url, rust, node, node18)
     _exchange_jobs(url, rust, node, node18)
 
@@ -159,7 +164,7 @@ def test_rust_migrates_first_then_jobworker_then_node(
     assert _graphile_ids(url) == RUST_IDS
     migrated = jobworker(url, "--json", "migrate").json()
     assert migrated["installed"] is False
-    assert migrated["applied"] == ["jobworker 1", "jobworker 2"], "graphile 20 is skipped: Rust recorded 20..22"
+    assert migrated["applied"] == OWN, "graphile 20 is skipped: Rust recorded 20..22"
     node18.graphile_worker(url, "--schema-only").ok()
     node.graphile_worker(url, "--schema-only").ok()
     assert _graphile_ids(url) == RUST_IDS
@@ -174,7 +179,7 @@ def test_node18_migrates_first_then_jobworker_then_rust(
     node18.graphile_worker(url, "--schema-only").ok()
     assert _graphile_ids(url) == list(range(1, 21))
     migrated = jobworker(url, "--json", "migrate").json()
-    assert migrated["applied"] == ["jobworker 1", "jobworker 2"], "0.18 recorded 20 itself"
+    assert migrated["applied"] == OWN, "0.18 recorded 20 itself"
     rust.migrate(url).ok()
     assert _graphile_ids(url) == RUST_IDS
     node.graphile_worker(url, "--schema-only").ok()
@@ -205,7 +210,7 @@ def test_concurrent_migrators_of_both_runtimes_upgrade_a_graphile_schema(
     outcomes = _migrate_concurrently(url, rust)
     assert [code for _, code, _ in outcomes] == [0] * len(outcomes), outcomes
     assert _graphile_ids(url) == RUST_IDS
-    assert _jobworker_ids(url) == [1, 2]
+    assert _jobworker_ids(url) == OWN_IDS
     _assert_one_shared_shape(url)
     _no_op_reruns(url, rust, node)
     _exchange_jobs(url, rust, node)
@@ -223,7 +228,7 @@ def test_concurrent_first_installs_of_both_runtimes_agree_once_rerun(rust: RustP
             rerun = subprocess.run(argv, env=base_env(url), capture_output=True, cwd=REPO, timeout=180, check=False)
             assert rerun.returncode == 0, rerun.stderr
     assert _graphile_ids(url) == RUST_IDS
-    assert _jobworker_ids(url) == [1, 2]
+    assert _jobworker_ids(url) == OWN_IDS
     _assert_one_shared_shape(url)
     _no_op_reruns(url, rust)
 
@@ -451,8 +456,8 @@ def test_cli_verbs_on_a_schema_graphile_worker_rs_migrated(rust: RustPeer, pg: A
         own, rusts = _with_effects(own), _with_effects(rusts)
         rust.migrate(rusts).ok()
         on_own, on_rust = _cli_verbs(own), _cli_verbs(rusts)
-        assert on_own.pop("migrate") == ["graphile 19", "graphile 20", "jobworker 1", "jobworker 2"]
-        assert on_rust.pop("migrate") == ["jobworker 1", "jobworker 2"]
+        assert on_own.pop("migrate") == ["graphile 19", "graphile 20", *OWN]
+        assert on_rust.pop("migrate") == OWN
         assert on_rust == on_own
         assert on_own["sweep-stale-workers"] == ([], ["gone-2"], 1)
         assert on_own["final"] == [({"i": 3}, None), ({"i": 4}, None), ({"i": 5}, None)]

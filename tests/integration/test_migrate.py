@@ -16,6 +16,9 @@ from tests.integration.runtime import FAST, fetch
 
 BREAKING = {1, 3, 11, 13, 14, 16, 19}
 
+OWN = [n for n, _ in sql.migration_files()["jobworker"]]
+"""jobworker's own migration ids, from the files: a new migration needs no edit here."""
+
 
 async def migrations(url: str, schema: str = "graphile_worker") -> list[tuple[int, bool]]:
     rows = await fetch(url, f'select id, breaking from "{schema}".migrations order by id')  # type: ignore[arg-type]
@@ -31,11 +34,11 @@ async def test_fresh_install_records_graphiles_migrations_and_jobworkers_own(emp
     result = await migrate.migrate(empty_db_url)
 
     assert result.installed and result.changed
-    assert result.applied == ["graphile 19", "graphile 20", "jobworker 1", "jobworker 2"]
-    assert (result.graphile_version, result.jobworker_version) == (20, 2)
+    assert result.applied == ["graphile 19", "graphile 20", *(f"jobworker {n}" for n in OWN)]
+    assert (result.graphile_version, result.jobworker_version) == (20, OWN[-1])
     assert await migrations(empty_db_url) == [(i, i in BREAKING) for i in range(1, 21)]
-    assert await jobworker_migrations(empty_db_url) == [1, 2]
-    assert await migrate.schema_version(empty_db_url) == (20, 2)
+    assert await jobworker_migrations(empty_db_url) == OWN
+    assert await migrate.schema_version(empty_db_url) == (20, OWN[-1])
 
 
 async def test_a_second_run_does_nothing(empty_db_url: str) -> None:
@@ -46,16 +49,16 @@ async def test_a_second_run_does_nothing(empty_db_url: str) -> None:
 
     assert not again.installed and again.applied == [] and not again.changed
     assert await fetch(empty_db_url, "select id, ts from graphile_worker.migrations order by id") == before
-    assert await jobworker_migrations(empty_db_url) == [1, 2]
+    assert await jobworker_migrations(empty_db_url) == OWN
 
 
 async def test_concurrent_migrators_are_safe(empty_db_url: str) -> None:
     results = await asyncio.gather(*(migrate.migrate(empty_db_url) for _ in range(5)))
 
     assert sum(r.installed for r in results) == 1
-    assert all((r.graphile_version, r.jobworker_version) == (20, 2) for r in results)
+    assert all((r.graphile_version, r.jobworker_version) == (20, OWN[-1]) for r in results)
     assert await migrations(empty_db_url) == [(i, i in BREAKING) for i in range(1, 21)]
-    assert await jobworker_migrations(empty_db_url) == [1, 2]
+    assert await jobworker_migrations(empty_db_url) == OWN
     async with WorkerUtils(empty_db_url) as utils:
         assert (await utils.add_job("after_concurrent_migrate")).id == 1
 
@@ -83,8 +86,9 @@ async def test_a_newer_non_breaking_graphile_migration_is_tolerated(db_url: str)
 
 
 async def test_a_newer_breaking_jobworker_migration_is_refused(db_url: str) -> None:
-    await fetch(db_url, "insert into graphile_worker.jobworker_migrations (id, breaking) values (3, true)")
-    with pytest.raises(errors.SchemaTooNewError, match="jobworker migration 3"):
+    newer = OWN[-1] + 1
+    await fetch(db_url, f"insert into graphile_worker.jobworker_migrations (id, breaking) values ({newer}, true)")  # type: ignore[arg-type]
+    with pytest.raises(errors.SchemaTooNewError, match=f"jobworker migration {newer}"):
         await migrate.migrate(db_url)
 
 
@@ -120,7 +124,7 @@ async def test_a_custom_schema_name(empty_db_url: str) -> None:
     assert await worker.run_once() == 1
     assert ran == [7]
     assert await fetch(empty_db_url, "select id from my_jobs._private_jobs") == []
-    assert await migrate.schema_version(empty_db_url, "my_jobs") == (20, 2)
+    assert await migrate.schema_version(empty_db_url, "my_jobs") == (20, OWN[-1])
     assert await migrate.schema_version(empty_db_url) == (None, 0)
 
 
@@ -214,7 +218,7 @@ async def test_upgrading_a_jobworker_1_schema_drains_its_workers_then_takes_the_
 
     result = await migrate.migrate(url, allow_breaking=True)
 
-    assert result.applied == ["graphile 20", "jobworker 2"] and not result.installed
+    assert result.applied == ["graphile 20", *(f"jobworker {n}" for n in OWN[1:])] and not result.installed
     await assert_shared_workers_shape(url)
     rows = await fetch(url, "select id, metadata from graphile_worker._private_workers order by id")
     assert [r["id"] for r in rows] == ["node-or-rust", "old-worker"], "registered workers are kept"
