@@ -46,9 +46,8 @@ def query_times(url: str) -> list[tuple[str, float]]:
             "dashboard_counts_sampled": {"percent": 100.0 * SAMPLE_ROWS / estimate},
             "dashboard_oldest_waiting": None,
             "dashboard_worker_counts": {"threshold": 300.0},
-            "dashboard_deleted_total": None,
+            "dashboard_throughput": None,
             "dashboard_counts_exact": None,
-            "dashboard_failures_per_minute": None,
         }
         for name, args in params.items():
             runs = []

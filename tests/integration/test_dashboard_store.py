@@ -52,31 +52,6 @@ async def test_overview_is_cached_between_refreshes(db_url: str, seeded: Seeded)
         await s.close()
 
 
-async def test_completed_per_minute_counts_deleted_jobs(store: DashboardStore, db_url: str, seeded: Seeded) -> None:
-    from jobworker.worker_utils import WorkerUtils
-
-    await store.overview()
-    async with WorkerUtils(db_url) as u:
-        assert await u.complete_jobs([seeded.ready, seeded.keyed]) == sorted([seeded.ready, seeded.keyed])
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + 15
-    total = 0
-    while time.monotonic() < deadline:  # the statistics collector publishes deletes within a second or so
-        snap = await store.overview()
-        total = sum(n for _, n in snap.completed_per_minute)
-        if total >= 2:
-            break
-        await asyncio.sleep(0.2)
-    assert total == 2
-
-
-async def test_failures_per_minute_shows_the_last_hours_failures(store: DashboardStore, seeded: Seeded) -> None:
-    snap = await store.overview()
-    assert sum(n for _, n in snap.failed_per_minute) == 2  # the retrying and the failed job
-
-
 @pytest.mark.parametrize(
     ("f", "expected"),
     [

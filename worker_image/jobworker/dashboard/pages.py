@@ -149,6 +149,13 @@ def overview_live(snap: Overview) -> str:
     )
 
 
+THROUGHPUT_SOURCE = (
+    '<p class="muted" data-throughput-source>Counted by jobworker workers, which add their completed and failed '
+    "jobs to the database with each heartbeat (every 15 s by default), so the hour survives a dashboard restart. "
+    "graphile-worker in Node or Rust does not record them: jobs those run are missing from this chart.</p>"
+)
+
+
 def chart(snap: Overview) -> str:
     """Completed and failed jobs per minute over the last hour as an SVG bar chart (one slot per minute,
     now at the right), with the same numbers in a table for screen readers."""
@@ -161,11 +168,13 @@ def chart(snap: Overview) -> str:
     for minute, n in snap.failed_per_minute:
         if minute in slot:
             failed[slot[minute]] += n
-    if not any(completed) and not any(failed):
+    if not snap.throughput_recorded:
         return (
-            '<p class="muted">No completions or failures in the last hour yet '
-            "(completions are sampled while this dashboard runs).</p>"
+            '<p class="muted">No throughput history: this schema has no _private_jobworker_throughput table yet. '
+            "Run <code>jobworker migrate</code> (non-breaking) and jobworker workers start recording.</p>"
         )
+    if not any(completed) and not any(failed):
+        return f'<p class="muted">No completed or failed jobs in the last hour.</p>{THROUGHPUT_SOURCE}'
     top = max(c + f for c, f in zip(completed, failed, strict=True))
     width, height, bar = 600, 120, 10
     bars = []
@@ -181,7 +190,10 @@ def chart(snap: Overview) -> str:
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="Jobs per minute over the last '
         f'hour: {sum(completed)} completed and {sum(failed)} failed">{"".join(bars)}</svg>'
     )
-    legend = f'<p class="muted">60 minutes ago … now (UTC). Blue: completed. Red: failed. Tallest bar: {top}.</p>'
+    legend = (
+        f'<p class="muted">60 minutes ago … now (UTC). Blue: completed. Red: failed. Tallest bar: {top}.</p>'
+        + THROUGHPUT_SOURCE
+    )
     rows = [
         [when(now - timedelta(minutes=59 - i)), str(completed[i]), str(failed[i])]
         for i in range(60)

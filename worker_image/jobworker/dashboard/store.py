@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from jobworker import db, sql
+from jobworker import db, errors, sql
 
 STATES = ("ready", "scheduled", "retrying", "running", "failed")
 EXACT_LIMIT = 200_000
 """Above this many rows (the planner's estimate) the overview counts a block sample instead of every row."""
 SAMPLE_ROWS = 20_000
 PAGE_SIZE = 50
-FAILURES_EVERY = 30.0
-"""Seconds between refreshes of the failures-per-minute series (a scan of the last hour's updates)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,10 @@ class Overview:
     workers_live: int
     workers_stale: int
     completed_per_minute: list[tuple[datetime, int]] = field(default_factory=list)
+    """Per minute, summed over jobworker workers (recorded with their heartbeats; Node and Rust ones do not)."""
     failed_per_minute: list[tuple[datetime, int]] = field(default_factory=list)
+    throughput_recorded: bool = True
+    """False when the schema has no throughput table yet (before jobworker migration 4)."""
 
     def total(self, state: str) -> int:
         return sum(c.count for c in self.counts if c.state == state)
@@ -79,9 +80,6 @@ class DashboardStore:
         self._overview: Overview | None = None
         self._overview_mono = 0.0
         self._overview_lock = asyncio.Lock()
-        self._deleted: deque[tuple[float, int]] = deque()  # (unix time, cumulative deletes), last 61 minutes
-        self._failures: list[tuple[datetime, int]] = []
-        self._failures_at = 0.0
         self.queries_run = 0
         """How many statements this store has sent: the bench reads it to show what many tabs cost."""
 
@@ -123,15 +121,12 @@ class DashboardStore:
         counts = [Count(r["task_identifier"], r["queue_name"], r["state"], int(r["count"])) for r in rows]
         oldest = (await self.rows("dashboard_oldest_waiting"))[0]["oldest_seconds"]
         workers = (await self.rows("dashboard_worker_counts", {"threshold": self.stale_after}))[0]
-        deleted = await self.rows("dashboard_deleted_total")
-        now = time.time()
-        if deleted:
-            self._deleted.append((now, int(deleted[0]["deleted"])))
-        while self._deleted and self._deleted[0][0] < now - 3660:
-            self._deleted.popleft()
-        if now - self._failures_at >= FAILURES_EVERY:
-            self._failures = [(r["minute"], int(r["count"])) for r in await self.rows("dashboard_failures_per_minute")]
-            self._failures_at = now
+        try:
+            series = await self.rows("dashboard_throughput")
+        except errors.DatabaseError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                raise
+            series = None  # a schema before jobworker migration 4: the pages work, the chart says why it is empty
         return Overview(
             taken_at=datetime.now(UTC),
             counts=counts,
@@ -139,22 +134,10 @@ class DashboardStore:
             oldest_waiting_seconds=None if oldest is None else max(0.0, float(oldest)),
             workers_live=int(workers["live"]),
             workers_stale=int(workers["stale"]),
-            completed_per_minute=self._completed_series(),
-            failed_per_minute=list(self._failures),
+            completed_per_minute=[(r["minute"], int(r["completed"])) for r in series or []],
+            failed_per_minute=[(r["minute"], int(r["failed"])) for r in series or []],
+            throughput_recorded=series is not None,
         )
-
-    def _completed_series(self) -> list[tuple[datetime, int]]:
-        """Deletes per minute since this dashboard started sampling (the counter has no history of its own)."""
-        last_in_minute: dict[int, int] = {}
-        for ts, total in self._deleted:
-            last_in_minute[int(ts // 60)] = total  # samples are in time order: the last one wins
-        series = []
-        previous = self._deleted[0][1] if self._deleted else 0
-        for minute in sorted(last_in_minute):
-            # A counter reset (statistics reset, server restart) shows as 0, never as a negative rate.
-            series.append((datetime.fromtimestamp(minute * 60, UTC), max(0, last_in_minute[minute] - previous)))
-            previous = last_in_minute[minute]
-        return series[-60:]
 
     # -- jobs -------------------------------------------------------------------------------------
     async def list_jobs(
