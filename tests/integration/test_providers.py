@@ -61,11 +61,23 @@ async def test_enqueue_or_skip_still_raises_real_errors(db_url: str) -> None:
 
 
 async def test_graphile_provider_builds_queue_and_worker(db_url: str) -> None:
+    # The pair built from the environment must work together on that database: the queue's job lands in
+    # its table, and the runtime, with the registry it was given, claims and runs it.
+    shared_jobs.CALLS.clear()
     config = JobsConfig.from_env({"JOBS_PROVIDER": "graphile", "DATABASE_URL": db_url})
     queue = build_queue(config)
-    assert isinstance(queue, GraphileJobQueue)
-    await queue.close()
-    assert isinstance(build_runtime(config, shared_jobs.registry), Worker)
+    try:
+        sent = await queue.enqueue(shared_jobs.greet, shared_jobs.Greeting(name="port"), job_key="k")
+    finally:
+        await queue.close()
+    assert [(str(r["id"]), r["task_identifier"], r["key"]) for r in await job_rows(db_url)] == [(sent.id, "greet", "k")]
+    runtime = build_runtime(config, shared_jobs.registry)
+    assert isinstance(runtime, Worker)
+    assert await runtime.run_once() == 1
+    assert [(c.job, c.provider, c.job_id, c.payload["name"]) for c in shared_jobs.CALLS] == [
+        ("greet", "graphile", sent.id, "port")
+    ]
+    assert await job_rows(db_url) == []
 
 
 async def test_same_job_module_under_graphile_and_qstash(db_url: str) -> None:

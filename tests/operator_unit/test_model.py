@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,22 @@ def crd_spec_schema() -> dict[str, Any]:
 
 
 def apply_schema_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Structural defaulting as the API server does it: fill absent properties that have a default."""
+    """Structural defaulting as the API server does it: fill absent properties that have a default, at every
+    depth, inside array items too (schedules[] entries are where a stray default would override define_job).
+
+    Returns a new value and leaves ``value`` alone: defaulting the test's own input in place would make both
+    sides of a comparison the defaulted one."""
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [apply_schema_defaults(schema.get("items", {}), item) for item in value]
     if schema.get("type") != "object" or not isinstance(value, dict):
-        return value
+        return copy.deepcopy(value)
+    result = {key: copy.deepcopy(item) for key, item in value.items()}
     for key, sub in (schema.get("properties") or {}).items():
-        if key not in value and "default" in sub:
-            value[key] = sub["default"]
-        if key in value:
-            value[key] = apply_schema_defaults(sub, value[key])
-    return value
+        if key not in result and "default" in sub:
+            result[key] = copy.deepcopy(sub["default"])
+        if key in result:
+            result[key] = apply_schema_defaults(sub, result[key])
+    return result
 
 
 class TestDefaults:
@@ -48,7 +56,7 @@ class TestDefaults:
     def test_crd_defaults_equal_model_defaults(self) -> None:
         """Defaults are written once in model.py; the CRD must agree field by field."""
         minimal = body(
-            workers={"autoscaling": {"maxReplicas": 5}},
+            workers={"autoscaling": {"maxReplicas": 5}, "env": [{"name": "X", "value": "1"}]},
             scheduler={"schedules": [{"id": "a", "task": "t", "cron": "* * * * *"}]},
         )
         defaulted = body()

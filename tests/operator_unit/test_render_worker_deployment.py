@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from jobworker_operator import render
 from tests.operator_unit.helpers import assert_owned, assert_restricted, container, env_names, pod_spec, pool
 
@@ -80,12 +78,6 @@ class TestRenderWorkerDeployment:
         env = env_names(container(render.render_worker_deployment(p, replicas=1)))
         assert "DATABASE_URL" not in env
         assert env["WORKER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "wdb", "key": "u"}
-
-    def test_no_url_is_ever_inline(self) -> None:
-        text = json.dumps(
-            render.children(pool(), frozenset({"worker", "scheduler", "sweep", "cleanup"}), worker_replicas=1)
-        )
-        assert "postgres://" not in text
 
     def test_pod_template_overrides(self) -> None:
         dep = render.render_worker_deployment(
