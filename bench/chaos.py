@@ -22,12 +22,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
+SIGSTOP_SECONDS = 20  # the issue's fault: the postmaster frozen for 20 s, whatever the scale
 
 
 def run_once(scale: float, seed: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="jobworker-chaos-") as tmp:
         summary = Path(tmp) / "summary.json"
-        env = {**os.environ, "CHAOS_SCALE": str(scale), "CHAOS_SEED": str(seed), "CHAOS_SUMMARY": str(summary)}
+        env = {
+            **os.environ,
+            "CHAOS_SCALE": str(scale),
+            "CHAOS_SEED": str(seed),
+            "CHAOS_SUMMARY": str(summary),
+            "CHAOS_SIGSTOP_SECONDS": str(SIGSTOP_SECONDS),
+        }
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance/test_chaos.py"],
@@ -58,13 +65,26 @@ def table(results: list[dict[str, object]], scale: float) -> str:
         )
     lines += [
         "",
-        "A duplicate is a second successful run of one job; each is explained by an at-least-once rule (its "
-        "earlier run's worker was killed, forced down, partitioned or lost its heartbeat, its completion was "
-        "refused because the sweep had taken the job back, or it ended inside a database fault), or the run "
-        "fails. Lost must be 0. SIGSTOP of the postmaster lasts 5 s x CHAOS_SCALE.",
+        "A duplicate is a second successful run of one job. Each needs an at-least-once cause tied to its "
+        "earlier run (tests/acceptance/chaos_evidence.py), or the run fails: that run's worker was SIGKILLed "
+        "or forced down by a second SIGTERM after the run started, the stale-worker sweep took the job from its "
+        "worker (the unlock statement and the sweep's own record), or its worker returned the job after losing "
+        "its heartbeat (its log). Lost must be 0. SIGSTOP of the postmaster lasts "
+        f"{SIGSTOP_SECONDS} s.",
+        "",
+        *causes(results),
         END,
     ]
     return "\n".join(lines)
+
+
+def causes(results: list[dict[str, object]]) -> list[str]:
+    """The duplicates' causes, counted by kind over the runs (the test prints each one with its evidence)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        for kind, _ in r.get("duplicate_causes", []):  # type: ignore[attr-defined]
+            counts[kind] = counts.get(kind, 0) + 1
+    return [f"- {n} x {kind}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
 def write_readme(text: str) -> None:

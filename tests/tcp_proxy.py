@@ -8,14 +8,37 @@
   completion, a failure, a heartbeat) is never delivered, and its connection is closed.
 - ``freeze_existing()``: the connections open now stop forwarding for good (without closing), while new
   connections work: a NAT or firewall that silently forgot the old ones.
+
+Every dropped reply is logged in ``drops``: when, on which client connection, the request it answered and
+the reply itself, so a test can tell which statement lost its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
+
+
+@dataclass(frozen=True)
+class Drop:
+    at: datetime
+    client_port: int
+    request: bytes  # the last bytes the client sent on that connection before the dropped reply
+    reply: bytes
+
+    def describe(self) -> str:
+        """The printable words of the request and the reply (SQL text, statement names, row values)."""
+
+        def words(data: bytes) -> str:
+            return " ".join(w.decode() for w in re.findall(rb"[\x20-\x7e]{3,}", data))[:300]
+
+        request, reply = words(self.request), words(self.reply)
+        return f"{self.at:%H:%M:%S.%f} port {self.client_port}: request [{request}] reply [{reply}]"
 
 
 class TcpProxy:
@@ -26,6 +49,7 @@ class TcpProxy:
         self._drop: bytes | None = None
         self._drop_countdown = 0
         self.dropped = 0
+        self.drops: list[Drop] = []
         self.frozen = False
         self._thawed = asyncio.Event()
         self._thawed.set()
@@ -78,6 +102,12 @@ class TcpProxy:
         self.frozen = False
         self._thawed.set()
 
+    def _log_drop(self, last: dict[str, bytes | int], reply: bytes) -> None:
+        request, port = last["request"], last["port"]
+        assert isinstance(request, bytes) and isinstance(port, int)
+        self.drops.append(Drop(datetime.now(UTC), port, request, reply[:2000]))
+        self.dropped += 1
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.frozen:
             self._writers.add(writer)  # accepted, never answered: a connect that hangs
@@ -91,9 +121,11 @@ class TcpProxy:
         gate = asyncio.Event()
         gate.set()
         self._gates.append(gate)
+        peer = writer.get_extra_info("peername")
+        last: dict[str, bytes | int] = {"request": b"", "port": int(peer[1]) if peer else 0}
         pumps = (
-            self._pump(reader, up_writer, gate, upstream=True),
-            self._pump(up_reader, writer, gate, upstream=False),
+            self._pump(reader, up_writer, gate, upstream=True, last=last),
+            self._pump(up_reader, writer, gate, upstream=False, last=last),
         )
         for coro in pumps:
             task = asyncio.create_task(coro)
@@ -101,7 +133,13 @@ class TcpProxy:
             task.add_done_callback(self._tasks.discard)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event, *, upstream: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event,
+        *,
+        upstream: bool,
+        last: dict[str, bytes | int],
     ) -> None:
         try:
             while True:
@@ -111,15 +149,17 @@ class TcpProxy:
                 # Frozen: hold the bytes, so nothing arrives and nothing is refused.
                 await self._thawed.wait()
                 await gate.wait()
+                if upstream:
+                    last["request"] = data[-2000:]
                 if not upstream and self._drop_countdown > 0:
                     self._drop_countdown -= 1
                     if self._drop_countdown == 0:
-                        self.dropped += 1
+                        self._log_drop(last, data)
                         writer.transport.abort()
                         break
                 if not upstream and self._drop is not None and self._drop in data:
                     self._drop = None
-                    self.dropped += 1
+                    self._log_drop(last, data)
                     writer.transport.abort()
                     break
                 writer.write(data)

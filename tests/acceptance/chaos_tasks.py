@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from jobworker import JobContext, define_job
 
 CHAOS_DDL = """
 create table if not exists public.chaos_runs (
   run_id uuid primary key, job_id bigint not null, attempt int not null, pid int not null, queue text,
-  started_at timestamptz not null, finished_at timestamptz, outcome text
+  started_at timestamptz not null, finished_at timestamptz, outcome text, locked_by text
 );
 create table if not exists public.chaos_deleted (
   job_id bigint not null, deleted_at timestamptz not null default clock_timestamp(), locked_by text
@@ -34,20 +35,53 @@ begin
 end $$;
 create trigger chaos_on_delete after delete on graphile_worker._private_jobs
   for each row execute function public.chaos_on_delete();
+-- Every lock taken from a worker without deleting the row (a failure, a return, a stray-lock release, a
+-- sweep), with the statement that did it: the evidence that explains a second run of the job.
+create table if not exists public.chaos_unlocks (
+  job_id bigint not null, locked_by text not null, unlocked_at timestamptz not null default clock_timestamp(),
+  attempts_before int not null, attempts_after int not null, statement text not null
+);
+create or replace function public.chaos_on_unlock() returns trigger language plpgsql as $$
+begin
+  insert into public.chaos_unlocks (job_id, locked_by, attempts_before, attempts_after, statement)
+  values (old.id, old.locked_by, old.attempts, new.attempts, left(coalesce(current_query(), ''), 300));
+  return new;
+end $$;
+create trigger chaos_on_unlock after update on graphile_worker._private_jobs
+  for each row when (old.locked_by is not null and new.locked_by is distinct from old.locked_by)
+  execute function public.chaos_on_unlock();
 """
 
 
+_pool: AsyncConnectionPool[Any] | None = None
+
+
+async def _connections() -> AsyncConnectionPool[Any]:
+    """This process's connections to the side table, opened once and kept: while the postmaster is frozen
+    (SIGSTOP) only new connections hang, so a handler that connected per write failed every run then."""
+    global _pool
+    if _pool is None:
+        _pool = AsyncConnectionPool(
+            os.environ["DATABASE_URL"],
+            min_size=2,
+            max_size=8,
+            kwargs={"autocommit": True, "connect_timeout": 2},
+            open=False,
+        )
+        await _pool.open(wait=False)
+    return _pool
+
+
 async def _write(query: Any, params: Any, *, patient: bool) -> None:
-    """One statement on its own connection; ``patient`` retries for a minute (the database may be down)."""
-    deadline = asyncio.get_running_loop().time() + (60 if patient else 0)
+    """One statement; ``patient`` retries for a minute (the database may be down), else for 5 s."""
+    pool = await _connections()
+    deadline = asyncio.get_running_loop().time() + (60 if patient else 5)
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(
-                os.environ["DATABASE_URL"], autocommit=True, connect_timeout=2
-            ) as conn:
+            async with pool.connection(timeout=2) as conn:
                 await conn.execute(query, params)
                 return
-        except psycopg.Error:
+        except (psycopg.Error, PoolTimeout):
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.2)
@@ -57,9 +91,11 @@ async def _write(query: Any, params: Any, *, patient: bool) -> None:
 async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
     run_id = uuid.uuid4()
     await _write(
-        "insert into public.chaos_runs (run_id, job_id, attempt, pid, queue, started_at) "
-        "values (%s, %s, %s, %s, %s, %s)",
-        (run_id, int(ctx.job_id), ctx.attempt, os.getpid(), ctx.queue_name, datetime.now(UTC)),
+        # locked_by: the worker id that holds the job as this run starts, which the unlock evidence names.
+        "insert into public.chaos_runs (run_id, job_id, attempt, pid, queue, started_at, locked_by) "
+        "values (%s, %s, %s, %s, %s, %s, (select locked_by from graphile_worker._private_jobs where id = %s)) "
+        "on conflict (run_id) do nothing",  # a retry after a lost reply
+        (run_id, int(ctx.job_id), ctx.attempt, os.getpid(), ctx.queue_name, datetime.now(UTC), int(ctx.job_id)),
         patient=False,
     )
     outcome = "error"
@@ -78,7 +114,7 @@ async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
     finally:
         # The end time is taken here, not when the write lands: a partitioned worker writes it late.
         ended = datetime.now(UTC)
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
             await _write(
                 "update public.chaos_runs set finished_at = %s, outcome = %s where run_id = %s",
                 (ended, outcome, run_id),

@@ -3,15 +3,19 @@ mixed load while faults hit them and PostgreSQL. Nothing may be lost, and every 
 
 Faults: kill -9 of a worker; a double SIGTERM; pg_terminate_backend on random backends; the proxy partitions
 one worker for longer than the sweep threshold while a producer rewrites keyed jobs; pg_ctl stop -m
-immediate and start; SIGSTOP of the postmaster; the proxy drops the reply of a claim after it committed.
+immediate and start; SIGSTOP of the postmaster for 20 s; the proxy drops the reply of a claim after it
+committed, and the N-th reply to a worker whatever it answers.
 
 Invariants, from the handlers' side table (``chaos_runs``) and a delete trigger (``chaos_deleted``):
 - every job ends completed, or present with attempts = max_attempts and a last_error (lost = 0);
 - no job row is deleted while a run of it is still going;
 - no job stays locked by a live worker past a bound;
 - a named queue never runs two jobs at once;
-- duplicates (a second successful run) are counted, and each is explained by an at-least-once rule: the
-  earlier run's worker was killed, forced down or partitioned, or it ended inside a database fault.
+- duplicates (a second successful run) are counted, and each is explained by an at-least-once cause tied
+  to the earlier run, with its evidence (tests/acceptance/chaos_evidence.py): its worker was SIGKILLed or
+  forced down after it started, the sweep took the job from its worker as stale, or its worker returned the
+  job after losing its heartbeat. A row deleted while a run still went on needs the same evidence. The
+  summary lists every duplicate with its cause.
 
 ``CHAOS_SCALE`` (default 1) multiplies the load and the fault durations: ``bench/chaos.py`` runs the long
 form and writes its table into bench/README.md from the summary this test writes to ``CHAOS_SUMMARY``.
@@ -39,6 +43,7 @@ import psycopg
 import pytest
 
 from jobworker.worker_utils import SyncWorkerUtils
+from tests.acceptance.chaos_evidence import Cause, Evidence, Sweep
 from tests.acceptance.chaos_tasks import CHAOS_DDL
 from tests.acceptance.conftest import NodeEnv, Spawn, _with_effects
 from tests.acceptance.helpers import Process, eventually, jobworker_argv, sql
@@ -47,6 +52,8 @@ from tests.tcp_proxy import TcpProxy
 
 SCALE = float(os.environ.get("CHAOS_SCALE", "1"))
 SWEEP_THRESHOLD = 3.0
+SIGSTOP_SECONDS = float(os.environ.get("CHAOS_SIGSTOP_SECONDS", "20"))
+"""How long the postmaster stays frozen (the issue's 20 s; CHAOS_SIGSTOP_SECONDS shortens it for a quick try)."""
 LOCK_BOUND = timedelta(seconds=30)
 """No job may stay locked by a live worker longer than this (its run takes at most 2 s)."""
 WORKER_ENV = {
@@ -64,15 +71,13 @@ ADD = (
 
 @dataclass
 class Faults:
-    """What happened when: the evidence that explains a duplicate."""
+    """What happened when: the evidence that explains a duplicate (``evidence``) and the faults survived."""
 
-    dead_pids: dict[int, datetime] = field(default_factory=dict)  # pid -> when it died (killed or forced)
-    partitioned_pids: set[int] = field(default_factory=set)
-    windows: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # database faults
+    evidence: Evidence = field(default_factory=Evidence)
     survived: list[str] = field(default_factory=list)
 
     def window(self, name: str, started: datetime) -> None:
-        self.windows.append((name, started, datetime.now(UTC) + timedelta(seconds=SWEEP_THRESHOLD + 3)))
+        self.evidence.db_faults.append((name, started, datetime.now(UTC) + timedelta(seconds=SWEEP_THRESHOLD + 3)))
         self.survived.append(name)
 
 
@@ -182,7 +187,10 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
     utils = SyncWorkerUtils(url)
 
     def sweep() -> None:
-        utils.sweep_stale_workers(f"{SWEEP_THRESHOLD:g}s", "0s")
+        result = utils.sweep_stale_workers(f"{SWEEP_THRESHOLD:g}s", "0s")
+        if result.recovered_job_ids:
+            at = datetime.now(UTC)
+            faults.evidence.sweeps.append(Sweep(at, tuple(result.stale_workers), tuple(result.recovered_job_ids)))
 
     def watch_locks() -> None:
         rows = sql(
@@ -209,7 +217,7 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
 
         # kill -9 of a worker, which comes back.
         time.sleep(2)  # let it get busy
-        faults.dead_pids[direct.pid] = datetime.now(UTC)
+        faults.evidence.killed[direct.pid] = datetime.now(UTC)
         direct.signal(signal.SIGKILL)
         direct.wait(10)
         faults.survived.append("kill -9")
@@ -221,7 +229,7 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
         batch.signal(signal.SIGTERM)
         batch.signal(signal.SIGTERM)
         batch.wait(20)
-        faults.dead_pids[batch.pid] = datetime.now(UTC)
+        faults.evidence.forced[batch.pid] = datetime.now(UTC)
         faults.survived.append("double SIGTERM")
         batch = worker("w-batch-2", "--concurrency", "4", "--batch")
 
@@ -240,7 +248,6 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
 
         # Partition the proxied worker longer than the sweep threshold while keyed jobs are rewritten.
         started = datetime.now(UTC)
-        faults.partitioned_pids.add(behind.pid)
         proxy.do(proxy.proxy.freeze)
         keyed_until = time.monotonic() + SWEEP_THRESHOLD * 2 * max(1.0, SCALE / 2)
         version = 0
@@ -257,6 +264,7 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             version += 1
             time.sleep(0.3)
         proxy.do(proxy.proxy.thaw)
+        faults.evidence.partitions.append((behind.pid, started, datetime.now(UTC)))
         faults.window("partition", started)
 
         # pg_ctl stop -m immediate, then start.
@@ -269,14 +277,14 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
         faults.window("pg immediate restart", started)
         _add(url, added, load, rng)
 
-        # SIGSTOP of the postmaster and every backend (a frozen server), then SIGCONT.
+        # SIGSTOP of the postmaster, then SIGCONT: open connections keep working, new ones hang.
         time.sleep(1)
         started = datetime.now(UTC)
         postmaster = _postmaster_pid(pg)
         os.kill(postmaster, signal.SIGSTOP)
-        time.sleep(5 * SCALE)
+        time.sleep(SIGSTOP_SECONDS)
         os.kill(postmaster, signal.SIGCONT)
-        faults.window("SIGSTOP postmaster", started)
+        faults.window(f"SIGSTOP postmaster {SIGSTOP_SECONDS:g}s", started)
 
         # The reply of a claim is dropped after it committed.
         proxy.do(lambda: proxy.proxy.drop_reply_containing(b"chaos-drop"))
@@ -332,8 +340,11 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
     for run in runs:
         runs_of[run["job_id"]].append(run)
 
-    def ended(run: dict[str, Any]) -> datetime | None:
-        return run["finished_at"] or faults.dead_pids.get(run["pid"])
+    evidence = faults.evidence
+    evidence.add_unlocks(sql(url, "select * from public.chaos_unlocks order by unlocked_at"))
+    for process in workers:
+        evidence.read_worker_log(process.pid, process.log_dir / f"{process.name}.err")
+    ended = evidence.ended
 
     lost = []
     for job_id in set(added):
@@ -357,41 +368,34 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             if start < end:
                 violations.append(f"queue {queue} ran two jobs at once around {start}")
 
-    # A completion the database refused because the sweep had taken the job back (the worker's heartbeat went
-    # stale, here also under load): each worker logs it, and the job runs again by the at-least-once rule.
-    # Likewise a worker that lost its heartbeat for half the threshold hands back (and so reruns) the jobs it ran.
-    fenced: set[int] = set()
-    heartbeat_lost: set[int] = set()
-    for process in workers:
-        log_text = (process.log_dir / f"{process.name}.err").read_text(errors="replace")
-        fenced |= {int(m) for m in re.findall(r"job (\d+) \(chaos\): complete not recorded", log_text)}
-        if "no heartbeat recorded for" in log_text:
-            heartbeat_lost.add(process.pid)
-
-    def explained(run: dict[str, Any]) -> bool:
-        end = ended(run) or run["started_at"]
-        if run["pid"] in faults.dead_pids or run["pid"] in faults.partitioned_pids or run["pid"] in heartbeat_lost:
-            return True
-        if run["job_id"] in fenced:
-            return True
-        return any(start - timedelta(seconds=1) <= end <= until for _, start, until in faults.windows)
-
-    # A row deleted under a run that still went on: only allowed for the stale run of a worker the sweep took
-    # the job from (partitioned, killed, or without a heartbeat): the new owner's completion deletes the row
-    # while the old run, already signalled and fenced, winds down. That is the at-least-once rule, not a loss.
+    # A row deleted under a run that still went on: the job must have been taken from that run's worker
+    # first (see chaos_evidence): the sweep found the worker stale before it fenced itself, and the new
+    # owner's completion deleted the row while the old run wound down. Anything else is a violation.
+    overlaps: list[str] = []
     for job_id, at in deleted.items():
         for run in runs_of[job_id]:
             end = ended(run)
-            if run["started_at"] < at and (end is None or end > at) and not explained(run):
-                violations.append(f"job {job_id} deleted at {at} while run {run['run_id']} still went on")
+            if run["started_at"] < at and (end is None or end > at):
+                cause = evidence.cause(run)
+                if cause is None:
+                    violations.append(f"job {job_id} deleted at {at} while run {run['run_id']} still went on")
+                else:
+                    overlaps.append(f"job {job_id} deleted at {at} under run {run['run_id']}: {cause}")
 
-    duplicates = 0
+    duplicates: list[Cause] = []
     for job_id, job_runs in runs_of.items():
         ok = [r for r in job_runs if r["outcome"] == "ok"]
         for earlier in ok[:-1]:
-            duplicates += 1
-            if not explained(earlier):
-                violations.append(f"job {job_id} ran twice without a fault to explain it (run {earlier['run_id']})")
+            cause = evidence.cause(earlier)
+            if cause is None:
+                violations.append(
+                    f"job {job_id} ran twice with no at-least-once cause for run {earlier['run_id']} "
+                    f"(pid {earlier['pid']}, {earlier['locked_by']}, started {earlier['started_at']}); "
+                    f"unlocks: {evidence.unlocks.get(job_id, [])}"
+                )
+            else:
+                duplicates.append(Cause(cause.kind, f"job {job_id}: {cause}"))
+    fenced = {int(m) for p in workers for m in re.findall(r"job (\d+) \(chaos\): complete not recorded", _log(p))}
 
     # How soon work resumed after the restart (measured, not asserted: the machine is shared).
     after = [r["finished_at"] for r in runs if r["outcome"] == "ok" and r["started_at"] >= back and r["finished_at"]]
@@ -401,13 +405,21 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
         "resume_seconds_after_restart": resume_seconds,
         "jobs": len(set(added)) + len(node_jobs),
         "runs": len(runs),
-        "duplicates": duplicates,
+        "duplicates": len(duplicates),
+        "duplicate_causes": [[c.kind, c.detail] for c in duplicates],
+        "deleted_under_a_run": overlaps,
         "fenced_completions": len(fenced),
+        "replies_dropped": [d.describe() for d in proxy.proxy.drops],
         "lost": len(lost),
         "violations": violations,
     }
+    print("\n".join(["chaos duplicates, each with its cause:", *map(str, duplicates), *overlaps]))
     if os.environ.get("CHAOS_SUMMARY"):
         Path(os.environ["CHAOS_SUMMARY"]).write_text(json.dumps(summary, default=str))
     assert violations == [], "\n".join(violations[:20])
     for process in (direct, batch, behind, runner):
         assert process.running(), process.output()
+
+
+def _log(process: Process) -> str:
+    return (process.log_dir / f"{process.name}.err").read_text(errors="replace")
