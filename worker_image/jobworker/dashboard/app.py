@@ -275,7 +275,8 @@ async def login(request: web.Request) -> web.Response:
                 httponly=True,
                 samesite="Strict",
                 path=f"{base}/",
-                secure=request.secure,
+                # Behind TLS termination (a proxy, or the ASGI adapter's socket hop) the hop itself is plain.
+                secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
             )
             raise response
         message = '<p class="error" role="alert">That token is not valid.</p>'
