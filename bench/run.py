@@ -28,6 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h
+import scale
+import targets as tgt
 
 RESULTS = h.BENCH / "results"
 GRAPHILE_TEMPLATE = "tpl_graphile"
@@ -38,6 +40,7 @@ TEMPLATES = {"pgqueuer": "tpl_pgqueuer", "procrastinate": "tpl_procrastinate"}
 SYSTEMS: dict[str, tuple[str, str]] = {
     "jobworker": ("jobworker", "default"),
     "jobworker-batch": ("jobworker", "batch"),
+    "jobworker-batch500": ("jobworker", "batch500"),
     "graphile": ("graphile", "default"),
     "graphile-batch": ("graphile", "batch"),
     "pgqueuer": ("pgqueuer", "default"),
@@ -57,20 +60,22 @@ class Config:
         self.latency_jobs = 60 if quick else 300
         self.big_future = 50_000 if quick else 1_000_000
         self.big_failed = 5_000 if quick else 100_000
+        self.backlog_jobs = 10_000 if quick else 100_000
 
 
 def reference(system: str) -> str:
-    return "graphile-batch" if system.endswith("-batch") else "graphile"
+    return "graphile-batch" if SYSTEMS[system][1].startswith("batch") else "graphile"
 
 
 # -- argv for each peer -----------------------------------------------------------------------
 def runner_argv(system: str, mode: str, url: str, *, jobs: int, concurrency: int = 10, extra: list[str] | None = None):
     family, variant = SYSTEMS[system]
     common = ["--db", url, "--mode", mode, "--jobs", str(jobs), "--concurrency", str(concurrency)]
-    common += ["--variant", variant, *(extra or [])]
+    common += ["--variant", "batch" if variant.startswith("batch") else variant, *(extra or [])]
     if family == "jobworker":
-        if variant == "batch":
-            # The same local-queue size as graphile-worker's batched preset, so both over-claim alike.
+        if variant == "batch500":
+            # The same local-queue size as graphile-worker's batched preset, so both over-claim alike;
+            # "jobworker-batch" runs jobworker's own batch defaults.
             common += ["--batch-size", str(GRAPHILE_LOCAL_QUEUE_SIZE)]
         return [str(h.MAIN_PY), str(h.PEERS / "jobworker_runner.py"), *common]
     if family == "graphile":
@@ -151,6 +156,7 @@ def prefill(srv: h.Server, system: str, db: str, url: str, jobs: int) -> int:
 class Recorder:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}  # readings beside the figures (pg_stat_statements per scale trial)
 
     def add(self, workload: str, system: str, config: dict[str, Any], metric: str, unit: str, better: str, values):
         values = [v for v in values if v is not None]
@@ -188,23 +194,28 @@ def one_trial(runner: h.Runner, srv: h.Server, *, ready_timeout: float = 120) ->
 
 def w_enqueue(srv: h.Server, cfg: Config, rec: Recorder, systems: list[str]) -> None:
     for mode, jobs in (("enqueue-batch", cfg.jobs), ("enqueue-single", cfg.single_jobs)):
-        results: dict[str, list[float]] = defaultdict(list)
+        results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for rep in range(cfg.repeats):
             for system in [s for s in ENQUEUE_SYSTEMS if s in systems]:
                 template = TEMPLATES.get(SYSTEMS[system][0], GRAPHILE_TEMPLATE)
                 with srv.fresh(template) as (_, url):
                     argv = runner_argv(system, mode, url, jobs=jobs)
-                    data, _, _ = one_trial(h.Runner(argv, f"{system}-{mode}-{rep}", node_env()), srv)
+                    data, wms, pms = one_trial(h.Runner(argv, f"{system}-{mode}-{rep}", node_env()), srv)
                 rate = data["jobs"] / data["seconds"]
-                results[system].append(rate)
-                h.log(f"{mode} {system} rep {rep}: {rate:,.0f} jobs/s")
-        for system, values in results.items():
+                results[system]["rate"].append(rate)
+                results[system]["cpu"].append((wms + pms) * 1000 / jobs)
+                h.log(f"{mode} {system} rep {rep}: {rate:,.0f} jobs/s, CPU-ms/1k jobs {(wms + pms) * 1000 / jobs:.0f}")
+        for system, m in results.items():
             api = "batch (1,000 per call)" if mode == "enqueue-batch" else "single add_job"
-            rec.add("enqueue", system, {"api": api, "jobs": jobs}, "jobs_per_s", "jobs/s", "higher", values)
+            config = {"api": api, "jobs": jobs}
+            rec.add("enqueue", system, config, "total_cpu_ms_per_1k", "CPU-ms/1k jobs", "lower", m["cpu"])
+            rec.add("enqueue", system, config, "jobs_per_s", "jobs/s", "higher", m["rate"])
 
 
 def drain_trial(srv: h.Server, system: str, jobs: int, concurrency: int, label: str, big: bool = False):
     family = SYSTEMS[system][0]
+    if family == "procrastinate":
+        jobs = min(jobs, 4_000)  # ~250 jobs/s here: a rate needs no 80 s trial
     template = BIG_TEMPLATE if big else TEMPLATES.get(family, GRAPHILE_TEMPLATE)
     with srv.fresh(template, file_copy=big) as (db, url):
         min_id = prefill(srv, system, db, url, jobs)
@@ -215,25 +226,31 @@ def drain_trial(srv: h.Server, system: str, jobs: int, concurrency: int, label: 
     return jobs / data["steady_seconds"], jobs / data["seconds"], worker_ms * 1000 / jobs, pg_ms * 1000 / jobs
 
 
-def w_drain(srv: h.Server, cfg: Config, rec: Recorder, systems: list[str], *, big: bool = False) -> None:
-    workload = "drain_big" if big else "drain"
+def w_drain(
+    srv: h.Server, cfg: Config, rec: Recorder, systems: list[str], *, big: bool = False, backlog: bool = False
+) -> None:
+    workload = "drain_big" if big else "drain_backlog" if backlog else "drain"
     concurrencies = [10] if big else cfg.concurrencies
+    jobs = cfg.backlog_jobs if backlog else cfg.jobs
     chosen = [s for s in systems if not big or SYSTEMS[s][0] in ("jobworker", "graphile")]
+    if backlog:
+        chosen = [s for s in chosen if SYSTEMS[s][0] in ("jobworker", "graphile") and "batch" in SYSTEMS[s][1]]
     for c in concurrencies:
         acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for rep in range(cfg.repeats):
             for system in chosen:
-                steady, total, wms, pms = drain_trial(srv, system, cfg.jobs, c, f"{workload}-{system}-c{c}-{rep}", big)
-                for k, v in (("steady", steady), ("total", total), ("worker", wms), ("pg", pms)):
+                steady, total, wms, pms = drain_trial(srv, system, jobs, c, f"{workload}-{system}-c{c}-{rep}", big)
+                for k, v in (("steady", steady), ("total", total), ("worker", wms), ("pg", pms), ("cpu", wms + pms)):
                     acc[system][k].append(v)
                 h.log(
                     f"{workload} c={c} {system} rep {rep}: {steady:,.0f} jobs/s, "
                     f"CPU-ms/1k jobs: worker {wms:.0f}, pg {pms:.0f}"
                 )
-        config: dict[str, Any] = {"concurrency": c, "jobs": cfg.jobs}
+        config: dict[str, Any] = {"concurrency": c, "jobs": jobs}
         if big:
             config |= {"future_jobs": cfg.big_future, "failed_jobs": cfg.big_failed}
         for system, m in acc.items():
+            rec.add(workload, system, config, "total_cpu_ms_per_1k", "CPU-ms/1k jobs", "lower", m["cpu"])
             rec.add(workload, system, config, "jobs_per_s", "jobs/s", "higher", m["steady"])
             rec.add(workload, system, config, "jobs_per_s_incl_startup", "jobs/s", "higher", m["total"])
             rec.add(workload, system, config, "worker_cpu_ms_per_1k", "CPU-ms/1k jobs", "lower", m["worker"])
@@ -262,17 +279,28 @@ def w_latency(srv: h.Server, cfg: Config, rec: Recorder, systems: list[str]) -> 
                     rss = h.rss_kb(worker.pid)
                     enq.start()
                     enq.expect("READY", 120)
+                    pg = h.PgCpu(srv)
+                    c0 = h.cpu_ms(worker.pid) or 0.0
                     worker.send("GO")
                     enq.send("GO")
-                    enq.expect("DONE", 300)
+                    enq_data = enq.expect("DONE", 300)
                     data = worker.expect("DONE", 60)
+                    # Worker process + every server process (the enqueuer's backend too, the same for all).
+                    acc[system]["cpu"].append(
+                        ((h.cpu_ms(worker.pid) or 0.0) - c0 + (pg.delta() or 0.0)) * 1000 / cfg.latency_jobs
+                    )
                     hwm = h.rss_kb(worker.pid, "VmHWM")
                 finally:
                     enq.close()
                     worker.close()
-            lat = data["latencies_ms"]
+            lat = data["latencies_ms"]  # add call -> start: includes the enqueuer's own commit
+            committed = enq_data["committed"]
+            c2s = [
+                (float(t) - committed[int(i)]) * 1000 for i, t in data["starts"].items() if 0 <= int(i) < len(committed)
+            ]
             for q, key in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-                acc[system][key].append(h.percentile(lat, q))
+                acc[system][key].append(h.percentile(c2s, q))
+                acc[system]["add_" + key].append(h.percentile(lat, q))
             acc[system]["rss_idle"].append((rss or 0) / 1024)
             acc[system]["rss_peak"].append((hwm or 0) / 1024)
             h.log(
@@ -281,8 +309,11 @@ def w_latency(srv: h.Server, cfg: Config, rec: Recorder, systems: list[str]) -> 
             )
     config = {"jobs": cfg.latency_jobs, "gap_ms": "5-25", "concurrency": 10}
     for system, m in acc.items():
+        rec.add("latency", system, config, "total_cpu_ms_per_1k", "CPU-ms/1k jobs", "lower", m["cpu"])
         for key in ("p50", "p95", "p99"):
-            rec.add("latency", system, config, f"latency_{key}_ms", "ms", "lower", m[key])
+            rec.add("latency", system, config, f"latency_{key}_ms", "ms commit->start", "lower", m[key])
+        for key in ("p50", "p99"):
+            rec.add("latency", system, config, f"add_to_start_{key}_ms", "ms add call->start", "lower", m["add_" + key])
         rec.add("memory", system, {"state": "idle, after start"}, "rss_idle_mib", "MiB", "lower", m["rss_idle"])
         rec.add("memory", system, {"state": "peak over the latency run"}, "rss_peak_mib", "MiB", "lower", m["rss_peak"])
 
@@ -314,75 +345,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def find(rows: list[dict[str, Any]], workload: str, system: str, metric: str, **config: Any) -> dict[str, Any] | None:
-    for r in rows:
-        if (r["workload"], r["system"], r["metric"]) == (workload, system, metric) and all(
-            r["config"].get(k) == v for k, v in config.items()
-        ):
-            return r
-    return None
-
-
-def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-
-    def check(name: str, value: float | None, goal: str, ok: bool | None) -> None:
-        out.append({"target": name, "measured": value, "goal": goal, "met": ok})
-
-    def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-        return a["median"] / b["median"] if a and b and b["median"] else None
-
-    for c in (10, 24):
-        r = ratio(
-            find(rows, "drain", "jobworker-batch", "jobs_per_s", concurrency=c),
-            find(rows, "drain", "graphile-batch", "jobs_per_s", concurrency=c),
-        )
-        check(f"batched drain c={c} vs graphile batched", r, ">= 1.2x", None if r is None else r >= 1.2)
-        r = ratio(
-            find(rows, "drain", "jobworker", "jobs_per_s", concurrency=c),
-            find(rows, "drain", "graphile", "jobs_per_s", concurrency=c),
-        )
-        check(f"default drain c={c} vs graphile default", r, ">= 2x", None if r is None else r >= 2.0)
-        for peer, goal in (("pgqueuer", 5.0), ("procrastinate", 50.0)):
-            for jw in ("jobworker", "jobworker-batch"):
-                r = ratio(
-                    find(rows, "drain", jw, "jobs_per_s", concurrency=c),
-                    find(rows, "drain", peer, "jobs_per_s", concurrency=c),
-                )
-                check(f"{jw} drain c={c} vs {peer}", r, f">= {goal:g}x", None if r is None else r >= goal)
-    r = ratio(
-        find(rows, "enqueue", "jobworker", "jobs_per_s", api="batch (1,000 per call)"),
-        find(rows, "enqueue", "graphile", "jobs_per_s", api="batch (1,000 per call)"),
-    )
-    check("bulk enqueue vs graphile addJobs", r, ">= 1.0x", None if r is None else r >= 1.0)
-    for system in ("jobworker", "jobworker-batch"):
-        p50 = find(rows, "latency", system, "latency_p50_ms")
-        p99 = find(rows, "latency", system, "latency_p99_ms")
-        g50 = find(rows, "latency", reference(system), "latency_p50_ms")
-        g99 = find(rows, "latency", reference(system), "latency_p99_ms")
-        if p50:
-            check(f"{system} latency p50", p50["median"], "<= 2 ms", p50["median"] <= 2.0)
-        if p99:
-            check(f"{system} latency p99", p99["median"], "<= 10 ms", p99["median"] <= 10.0)
-        if p50 and p99 and g50 and g99:
-            ok = p50["median"] <= g50["median"] and p99["median"] <= g99["median"]
-            check(f"{system} latency p50/p99 no worse than {reference(system)}", ratio(p99, g99), "<= 1.0x", ok)
-        for_big = find(rows, "drain_big", system, "jobs_per_s")
-        empty = find(rows, "drain", system, "jobs_per_s", concurrency=10)
-        r = ratio(for_big, empty)
-        check(f"{system} drain with 1.1M-row table vs empty", r, ">= 0.8x", None if r is None else r >= 0.8)
-    rss = find(rows, "memory", "jobworker", "rss_idle_mib")
-    if rss:
-        check("idle worker RSS", rss["median"], "< 80 MiB", rss["median"] < 80)
-    return out
-
-
 def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tg = targets(rec.rows)
+    tg = tgt.targets(rec.rows)
     jsonl = RESULTS / f"{name}.jsonl"
     with jsonl.open("w") as f:
-        f.write(json.dumps({"kind": "meta", **meta}) + "\n")
+        f.write(json.dumps({"kind": "meta", **meta, "extra": rec.extra}) + "\n")
         for r in rec.rows:
             f.write(json.dumps({"kind": "result", **r}) + "\n")
         for t in tg:
@@ -392,7 +360,8 @@ def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
         f"# jobworker benchmark — {meta['date']}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}; "
-        f"Python {m['python']}, node {m['node']}; PostgreSQL {meta['postgres']} ({meta['database']}). "
+        f"Python {m['python']}, node {m['node']}; PostgreSQL {meta['postgres']} ({meta['database']}; "
+        f"{meta['settings']}). "
         f"Host load average at start/end: {meta['loadavg_start'][0]:.1f} / {meta['loadavg_end'][0]:.1f} "
         f"(shared host); wall time {meta['wall_seconds']} s.",
         f"Peers: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. "
@@ -409,6 +378,14 @@ def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
     for t in tg:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['target']} | {fmt(t['measured'])} | {t['goal']} | {met} |")
+    fractions = tgt.pgbench_fractions(rec.rows)
+    if fractions:
+        lines += ["", "## Drain as a fraction of pgbench on the same server", "", *fractions]
+    if rec.extra.get("scale_top_statements"):
+        lines += ["", "## Scale-out: top statements by total execution time (last repeat, per 1,000 jobs)", ""]
+        for key, top in rec.extra["scale_top_statements"].items():
+            parts = "; ".join(f"`{t['query']}` {t['ms_per_1k_jobs']:.0f} ms ({t['calls']} calls)" for t in top)
+            lines.append(f"- {key}: {parts}")
     md = RESULTS / f"{name}.md"
     md.write_text("\n".join(lines) + "\n")
     return md
@@ -417,11 +394,30 @@ def write(rec: Recorder, meta: dict[str, Any], name: str) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    p.add_argument("--only", default="enqueue,drain,latency,big", help="comma list: enqueue,drain,latency,big")
+    p.add_argument(
+        "--only",
+        default="pgbench,enqueue,drain,backlog,latency,scale,big",
+        help="comma list: pgbench,enqueue,drain,backlog,latency,scale,big",
+    )
+    p.add_argument(
+        "--server",
+        default="system",
+        choices=["system", "embedded"],
+        help="system: the distribution's PostgreSQL, fsync on (the headline); embedded: fsync off",
+    )
+    p.add_argument("--fsync-off", action="store_true", help="system server with fsync and synchronous_commit off")
+    p.add_argument("--procs", default="1,2,4", help="scale-out: worker process counts")
+    p.add_argument("--pgbench-seconds", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=None, help="override the repeats (exploration)")
+    p.add_argument("--concurrencies", default=None, help="override, e.g. 24 (exploration)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma list of " + ", ".join(SYSTEMS))
     p.add_argument("--name", default="latest", help="results file name under bench/results/")
     args = p.parse_args()
     cfg = Config(args.quick)
+    if args.repeats:
+        cfg.repeats = args.repeats
+    if args.concurrencies:
+        cfg.concurrencies = [int(c) for c in args.concurrencies.split(",")]
     only = set(args.only.split(","))
     systems = [s for s in SYSTEMS if s in args.systems.split(",")]
     families = {SYSTEMS[s][0] for s in systems}
@@ -434,24 +430,47 @@ def main() -> None:
         if family in families:
             versions[family] = h.ensure_venv(family)
     rec = Recorder()
-    with h.server() as srv:
+    with h.server(args.server) as srv:
+        durable = args.server == "system" and not args.fsync_off
+        if args.server == "system":
+            import syspg
+
+            syspg.set_durable(srv.admin_url, durable)
+        settings = srv.execute(
+            "select string_agg(name || '=' || setting, ', ' order by name) from pg_settings "
+            "where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'wal_level')"
+        )[0][0]
         meta = {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": h.machine(),
             "postgres": srv.version,
-            "database": "BENCH_DATABASE_URL" if srv.embedded is None else "embedded (fsync=off)",
+            "database": (
+                "BENCH_DATABASE_URL"
+                if os.environ.get("BENCH_DATABASE_URL")
+                else "embedded (fsync=off)"
+                if srv.embedded is not None
+                else "system PostgreSQL, private cluster"
+            ),
+            "settings": settings,
+            "durable": durable,
             "versions": versions,
             "quick": cfg.quick,
             "repeats": cfg.repeats,
             "loadavg_start": os.getloadavg(),
         }
         build_templates(srv, cfg, set(systems), big="big" in only)
+        if "pgbench" in only:
+            scale.w_pgbench(srv, cfg, rec, 2.0 if cfg.quick else args.pgbench_seconds)
         if "enqueue" in only:
             w_enqueue(srv, cfg, rec, systems)
         if "drain" in only:
             w_drain(srv, cfg, rec, systems)
+        if "backlog" in only:
+            w_drain(srv, cfg, rec, systems, backlog=True)
         if "latency" in only:
             w_latency(srv, cfg, rec, systems)
+        if "scale" in only:
+            scale.w_scale(sys.modules[__name__], srv, cfg, rec, systems, [int(n) for n in args.procs.split(",")])
         if "big" in only:
             w_drain(srv, cfg, rec, systems, big=True)
     rec.finish()

@@ -36,6 +36,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=1_000, help="jobs per batch-enqueue call")
     p.add_argument("--seed", type=int, default=6)
     p.add_argument("--min-id", type=int, default=0, help="drain (graphile schema): the first id of the batch to run")
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="drain: worker processes sharing the batch (scale-out); each waits for the table only",
+    )
     return p
 
 
@@ -70,17 +76,22 @@ def gaps(n: int, seed: int) -> list[float]:
 
 
 async def latency_enqueue(n: int, seed: int, add: Callable[[dict[str, Any]], Awaitable[Any]]) -> dict[str, Any]:
-    """Enqueue ``n`` jobs one at a time; each payload carries the wall-clock time just before its commit."""
+    """Enqueue ``n`` jobs one at a time; each payload carries the wall-clock time just before the add call
+    (``t``) and its number (``i``). ``committed[i]`` is the time the call returned, i.e. after its commit
+    (the add is one autocommit statement): commit->start is the handler's start minus that, which leaves
+    out the enqueuer's own commit (an fsync under durable settings) and counts only the worker's path."""
     await handshake()
-    for pause in gaps(n, seed):
-        await add({"t": time.time()})
+    committed: list[float] = []
+    for i, pause in enumerate(gaps(n, seed)):
+        await add({"t": time.time(), "i": i})
+        committed.append(time.time())
         await asyncio.sleep(pause)
-    return {"enqueued": n}
+    return {"enqueued": n, "committed": committed}
 
 
 async def wait_drained(count_remaining: Callable[[], Awaitable[int]], handled: Callable[[], int], n: int) -> None:
     """Wait until every job has run and no job is left in the table (results written back)."""
-    while handled() < n:  # noqa: ASYNC110 - polling a counter the handlers bump
+    while handled() < n:  # noqa: ASYNC110 - polling a counter the handlers bump (n is 0 in scale-out)
         await asyncio.sleep(0.002)
     while await count_remaining() > 0:  # noqa: ASYNC110 - polling the database
         await asyncio.sleep(0.002)
@@ -92,6 +103,7 @@ class Latencies:
     def __init__(self, n: int) -> None:
         self.n = n
         self.values: list[float] = []
+        self.starts: dict[int, float] = {}
         self.done = asyncio.Event()
 
     def record(self, payload: Any) -> None:
@@ -99,5 +111,9 @@ class Latencies:
         t = payload.get("t") if isinstance(payload, dict) else None
         if t is not None:
             self.values.append((now - float(t)) * 1000.0)
+            self.starts[int(payload.get("i", -1))] = now
         if len(self.values) >= self.n:
             self.done.set()
+
+    def report(self) -> dict[str, Any]:
+        return {"latencies_ms": self.values, "starts": self.starts}

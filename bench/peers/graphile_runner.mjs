@@ -6,8 +6,8 @@
 //            recommend ("10 or concurrentJobs + 2, whichever is larger").
 //   batch:   the docs' performance preset: localQueue { size: 500 }, completeJobBatchDelay 0,
 //            failJobBatchDelay 0, same maxPoolSize.
-// Logging is graphile-worker's default logger (one info line per completed job); the orchestrator
-// reads and drops it.
+// Logging: --silent-logger (what bench/run.py passes, graphile's best configuration) installs a Logger
+// whose factory returns a no-op for every scope; without it, graphile's default logger prints a line per job.
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     "min-id": { type: "string", default: "0" },
     "poll-interval": { type: "string" },
     "silent-logger": { type: "boolean", default: false },
+    procs: { type: "string", default: "1" },
   },
 });
 const N = Number(args.jobs);
@@ -98,6 +99,7 @@ async function enqueue() {
 async function drain() {
   let handled = 0;
   let first = null;
+  let firstWall = null;
   const utils = await makeWorkerUtils({ connectionString: args.db });
   const remaining = () =>
     utils.withPgClient(async (c) => {
@@ -111,22 +113,28 @@ async function drain() {
     options({
       taskList: {
         noop: async () => {
-          if (first === null) first = perf();
+          if (first === null) {
+            first = perf();
+            firstWall = wallNow();
+          }
           handled++;
         },
       },
     }),
   );
-  while (handled < N) await sleep(2);
+  // In scale-out (--procs > 1) each process runs a share: only the table tells when the batch is done.
+  while (Number(args.procs) === 1 && handled < N) await sleep(2);
   while ((await remaining()) > 0) await sleep(2);
   const t1 = perf();
-  await finish({ seconds: t1 - t0, steady_seconds: t1 - first, handled, jobs: N });
+  const out = { seconds: t1 - t0, steady_seconds: first === null ? 0 : t1 - first, handled, jobs: N };
+  await finish({ ...out, first_wall: firstWall, end_wall: wallNow() });
   await runner.stop();
   await utils.release();
 }
 
 async function latencyWorker() {
   const values = [];
+  const starts = {};
   let resolveDone;
   const done = new Promise((r) => (resolveDone = r));
   const runner = await run(
@@ -135,7 +143,10 @@ async function latencyWorker() {
       taskList: {
         noop: async (payload) => {
           const now = wallNow();
-          if (payload && payload.t !== undefined) values.push((now - payload.t) * 1000);
+          if (payload && payload.t !== undefined) {
+            values.push((now - payload.t) * 1000);
+            starts[payload.i] = now;
+          }
           if (values.length >= N) resolveDone();
         },
       },
@@ -144,7 +155,7 @@ async function latencyWorker() {
   await sleep(500); // let LISTEN come up
   await handshake();
   await done;
-  await finish({ latencies_ms: values });
+  await finish({ latencies_ms: values, starts });
   await runner.stop();
 }
 

@@ -73,9 +73,11 @@ async def drain(args: Any) -> dict[str, Any]:
     await common.handshake()
     t0 = time.perf_counter()
     run = asyncio.create_task(worker.run())
-    await common.wait_drained(remaining, lambda: handled, args.jobs)
+    await common.wait_drained(remaining, lambda: handled, args.jobs if args.procs == 1 else 0)
     t1 = time.perf_counter()
-    out = {"seconds": t1 - t0, "steady_seconds": t1 - first[0], "handled": handled, "jobs": args.jobs}
+    out = {"seconds": t1 - t0, "steady_seconds": t1 - first[0] if first else 0.0, "handled": handled}
+    # Wall clock, so the orchestrator can span several processes (scale-out).
+    out |= {"jobs": args.jobs, "first_wall": time.time() - (t1 - first[0]) if first else None, "end_wall": time.time()}
     await common.finish(out)
     worker.stop()
     await run
@@ -102,7 +104,7 @@ async def latency_worker(args: Any) -> dict[str, Any]:
     await asyncio.sleep(0.5)  # let the LISTEN connection come up
     await common.handshake()
     await lat.done.wait()
-    out = {"latencies_ms": lat.values}
+    out = lat.report()
     await common.finish(out)
     worker.stop()
     await run

@@ -116,7 +116,7 @@ async def latency_worker(args: Any) -> None:
     await asyncio.sleep(1.0)
     await common.handshake()
     await lat.done.wait()
-    await common.finish({"latencies_ms": lat.values})
+    await common.finish(lat.report())
     pgq.shutdown.set()
     await run
     await conn.close()

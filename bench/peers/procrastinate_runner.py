@@ -110,7 +110,7 @@ async def latency_worker(args: Any) -> None:
         await asyncio.sleep(1.0)
         await common.handshake()
         await lat.done.wait()
-        await common.finish({"latencies_ms": lat.values})
+        await common.finish(lat.report())
         await stop(worker)
 
 
