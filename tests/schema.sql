@@ -407,6 +407,12 @@ CREATE TABLE graphile_worker._private_jobworker_seen_signatures (
     jti text NOT NULL,
     expires_at timestamp with time zone NOT NULL
 );
+CREATE TABLE graphile_worker._private_jobworker_throughput (
+    minute timestamp with time zone NOT NULL,
+    worker_id text NOT NULL,
+    completed bigint DEFAULT 0 NOT NULL,
+    failed bigint DEFAULT 0 NOT NULL
+);
 CREATE TABLE graphile_worker._private_known_crontabs (
     identifier text NOT NULL,
     known_since timestamp with time zone NOT NULL,
@@ -470,6 +476,8 @@ ALTER TABLE ONLY graphile_worker._private_jobs
     ADD CONSTRAINT _private_jobs_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY graphile_worker._private_jobworker_seen_signatures
     ADD CONSTRAINT _private_jobworker_seen_signatures_pkey PRIMARY KEY (jti);
+ALTER TABLE ONLY graphile_worker._private_jobworker_throughput
+    ADD CONSTRAINT _private_jobworker_throughput_pkey PRIMARY KEY (minute, worker_id);
 ALTER TABLE ONLY graphile_worker._private_known_crontabs
     ADD CONSTRAINT _private_known_crontabs_pkey PRIMARY KEY (identifier);
 ALTER TABLE ONLY graphile_worker._private_tasks
