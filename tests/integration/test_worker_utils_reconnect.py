@@ -11,10 +11,13 @@ from jobworker.worker_utils import WorkerUtils
 
 
 async def _drop_utils_connection(db_url: str, utils: WorkerUtils) -> None:
-    assert utils._conn is not None
-    pid = utils._conn.info.backend_pid
+    """Kill every other session of the test's database: the one ``utils`` holds is among them."""
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as admin:
-        await admin.execute("select pg_terminate_backend(%s)", (pid,))
+        cur = await admin.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname = current_database() and pid <> pg_backend_pid()"
+        )
+        assert await cur.fetchall(), "utils holds no session to drop"
 
 
 async def test_a_read_after_a_dropped_connection_reconnects(utils: WorkerUtils, db_url: str) -> None:

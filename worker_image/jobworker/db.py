@@ -1,4 +1,8 @@
-"""The one seam to PostgreSQL: connecting, and turning psycopg errors into jobworker errors."""
+"""Where to connect: the database URL and schema (resolved and checked), the libpq options every
+connection gets, and keeping the URL's secrets out of every message and log line.
+
+Connecting and running SQL is ``jobworker.store``'s job (only LISTEN keeps a session of its own).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ import logging
 import os
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 from psycopg import conninfo, pq
-from psycopg.rows import dict_row
 
 from jobworker import errors
 
@@ -156,28 +159,22 @@ def resolve_schema(explicit: str | None = None) -> str:
 
 
 def describe(exc: psycopg.Error) -> str:
+    """Superseded by ``errors.describe``; kept only until replay.py uses that."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag else None
     text = primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text
 
 
-@contextlib.contextmanager
-def wrap_exceptions() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        raise errors.DatabaseError(f"cannot reach the database: {_one_line(exc)}") from exc
-    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
-        raise errors.DatabaseError(
-            f"database error: {_one_line(exc)} (is the schema installed? run `jobworker migrate`)"
-        ) from exc
-    except psycopg.Error as exc:
-        raise errors.DatabaseError(f"database error: {_one_line(exc)}") from exc
+def wrap_exceptions() -> contextlib.AbstractContextManager[None]:
+    """Moved to ``jobworker.store.wrap_exceptions``; kept only until the worker and the dashboard use the store."""
+    from jobworker import store
+
+    return store.wrap_exceptions()
 
 
 def _one_line(exc: BaseException) -> str:
-    """The server's primary message, else the first line: later lines are hints or a ``^`` pointer."""
+    """Superseded by ``errors.describe``; kept only until worker.py (as committed) uses that."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if primary:
@@ -193,19 +190,3 @@ def connect_options(url: str) -> dict[str, Any]:
 
     given = conninfo.conninfo_to_dict(url)
     return {k: v for k, v in ConnectionSettings.from_env().libpq().items() if k not in given}
-
-
-async def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.AsyncConnection[dict[str, Any]]:
-    with wrap_exceptions():
-        return await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, row_factory=dict_row, **{**connect_options(url), **kwargs}
-        )
-
-
-@contextlib.asynccontextmanager
-async def connection(url: str, *, autocommit: bool = True) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-    conn = await connect(url, autocommit=autocommit)
-    try:
-        yield conn
-    finally:
-        await conn.close()

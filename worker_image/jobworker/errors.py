@@ -5,6 +5,7 @@ The tree, so callers can catch at the depth they act on::
     JobworkerError
     ├── ConfigurationError          bad option, env var or schedule; fix the input
     ├── DatabaseError               PostgreSQL unreachable or refused a statement
+    │   ├── DatabaseUnreachableError  no connection, or it dropped or stopped answering: retry later
     │   ├── SchemaTooNewError       the database has a breaking migration this version does not know
     │   └── SchemaTooOldError       the database is at a graphile-worker migration jobworker cannot upgrade from
     ├── InvalidPayloadError         a payload failed validation; permanent, never retried
@@ -34,6 +35,14 @@ class ConfigurationError(JobworkerError):
 
 class DatabaseError(JobworkerError):
     """The database could not be reached or refused the statement."""
+
+
+class DatabaseUnreachableError(DatabaseError):
+    """The database could not be reached, or the connection dropped or stopped answering; retry later.
+
+    The other ``DatabaseError``s mean PostgreSQL answered and refused the statement: retrying the same
+    statement gets the same answer. Loops that wait out outages (the worker, the scheduler) tell the two apart.
+    """
 
 
 class SchemaTooNewError(DatabaseError):
@@ -76,3 +85,21 @@ class RetryJob(Exception):
     def __init__(self, delay: timedelta | float = 0, message: str = "retry requested") -> None:
         self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
         super().__init__(message)
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` as text for a log line, a job's ``last_error`` or an HTTP body: the one helper for this.
+
+    A PostgreSQL error gives the server's primary message (later lines are hints or a ``^`` pointer);
+    a jobworker error its own message, written to be read; anything else ``Type: message``, or the
+    bare type name when the message is empty (``TimeoutError()``, ``KeyboardInterrupt``).
+    """
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return str(primary)
+    text = str(exc)
+    if diag is not None or isinstance(exc, JobworkerError):  # a psycopg error without a server message
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -11,18 +11,14 @@ shared table's primary key, as graphile-worker's own concurrent migrators do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-
-from jobworker import db, errors, sql
+from jobworker import db, errors, queries, sql
+from jobworker.store import JobStore, Transaction
 
 GRAPHILE_LATEST = 20
 """The newest graphile-worker migration this jobworker implements (graphile-worker 0.18)."""
 GRAPHILE_INSTALL = 19
 """The migration graphile_000019.sql installs the schema at, in one step."""
-
-_LOCK = "select pg_advisory_xact_lock(hashtext('jobworker.migrate:' || %(schema)s::text))"
 
 
 class BreakingMigrationPendingError(errors.JobworkerError):
@@ -43,25 +39,19 @@ class MigrationResult:
 
 async def migrate(url: str, schema: str = db.DEFAULT_SCHEMA, *, allow_breaking: bool = False) -> MigrationResult:
     """Bring the schema up to date; a second run does nothing."""
-    schema = db.resolve_schema(schema)
-    conn = await db.connect(url, autocommit=False)
-    try:
-        with db.wrap_exceptions():
-            async with conn.transaction():
-                return await _migrate(conn, schema, allow_breaking=allow_breaking)
-    finally:
-        await conn.close()
+    async with JobStore(url, schema) as store, store.transaction() as tx:
+        return await _migrate(tx, store.schema, allow_breaking=allow_breaking)
 
 
-async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_breaking: bool) -> MigrationResult:
-    await conn.execute(_LOCK, {"schema": schema})
+async def _migrate(tx: Transaction, schema: str, *, allow_breaking: bool) -> MigrationResult:
+    await tx.execute(queries.MIGRATE_LOCK, {"schema": schema})
     families = sql.migration_files()
     applied: list[str] = []
     installed = False
-    graphile = await _graphile_version(conn, schema)
+    graphile = await _graphile_version(tx, schema)
     upgrades = dict(families["graphile"])
     if graphile is None:
-        await conn.execute(sql.render(upgrades[GRAPHILE_INSTALL], schema))
+        await tx.run_migration(upgrades[GRAPHILE_INSTALL])
         graphile, installed = GRAPHILE_INSTALL, True
         applied.append(f"graphile {GRAPHILE_INSTALL}")
     elif graphile < GRAPHILE_INSTALL:
@@ -73,38 +63,17 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_bre
     for number in range(graphile + 1, GRAPHILE_LATEST + 1):
         # Claim the id first, as graphile-worker's migrators do: a concurrent Node or Rust migrator
         # that took it (committed or not) makes this insert wait, then do nothing, and we skip the step.
-        cur = await conn.execute(
-            sql.render(
-                "insert into __SCHEMA__.migrations (id, breaking) values (%(id)s, false) "
-                "on conflict (id) do nothing returning id",
-                schema,
-            ),
-            {"id": number},
-        )
-        if await cur.fetchone():
-            await conn.execute(sql.render(upgrades[number], schema))
+        if await tx.one(queries.CLAIM_GRAPHILE_MIGRATION, {"id": number}):
+            await tx.run_migration(upgrades[number])
             applied.append(f"graphile {number}")
         graphile = number
-    await conn.execute(
-        sql.render(
-            "create table if not exists __SCHEMA__.jobworker_migrations "
-            "(id int primary key, ts timestamptz not null default now(), breaking boolean not null default false)",
-            schema,
-        )
-    )
-    cur = await conn.execute(
-        sql.render("select coalesce(max(id), 0) as v from __SCHEMA__.jobworker_migrations", schema)
-    )
-    row = await cur.fetchone()
-    current = int(row["v"]) if row else 0
+    await tx.execute(queries.CREATE_JOBWORKER_MIGRATIONS)
+    row = await tx.one(queries.JOBWORKER_VERSION)
+    current = row.version if row else 0
     known = families["jobworker"]
     newest_known = known[-1][0] if known else 0
     if current > newest_known:
-        breaking = await conn.execute(
-            sql.render("select id from __SCHEMA__.jobworker_migrations where id > %(v)s and breaking", schema),
-            {"v": newest_known},
-        )
-        if await breaking.fetchone():
+        if await tx.one(queries.NEWER_BREAKING_JOBWORKER_MIGRATIONS, {"version": newest_known}):
             raise errors.SchemaTooNewError(
                 f"schema {schema} has jobworker migration {current}, which is breaking and newer than the "
                 f"{newest_known} this version knows; upgrade jobworker"
@@ -114,7 +83,7 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_bre
     # that are (Rust ones, on a schema graphile_worker_rs migrated) are not what a drain protects.
     breaking_pending = [n for n, text in pending if _is_breaking(text)]
     if pending and current and not allow_breaking and breaking_pending:
-        active = await _active_workers(conn, schema)
+        active = await _active_workers(tx)
         if active:
             raise BreakingMigrationPendingError(
                 # Name the breaking one: a later, non-breaking migration may be pending with it.
@@ -122,11 +91,8 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, *, allow_bre
                 "drain them first, or pass --allow-breaking"
             )
     for number, text in pending:
-        await conn.execute(sql.render(text, schema))
-        await conn.execute(
-            sql.render("insert into __SCHEMA__.jobworker_migrations (id, breaking) values (%(id)s, %(b)s)", schema),
-            {"id": number, "b": _is_breaking(text)},
-        )
+        await tx.run_migration(text)
+        await tx.execute(queries.RECORD_JOBWORKER_MIGRATION, {"id": number, "breaking": _is_breaking(text)})
         applied.append(f"jobworker {number}")
     return MigrationResult(installed, graphile, max(current, newest_known), applied)
 
@@ -135,55 +101,35 @@ def _is_breaking(text: str) -> bool:
     return text.lstrip().startswith("--! breaking")
 
 
-async def _graphile_version(conn: psycopg.AsyncConnection[Any], schema: str) -> int | None:
-    cur = await conn.execute(
-        "select to_regclass(%(t)s) is not null as present", {"t": f"{sql.quote_schema(schema)}.migrations"}
-    )
-    row = await cur.fetchone()
-    if not row or not row["present"]:
+async def _graphile_version(session: JobStore | Transaction, schema: str) -> int | None:
+    present = await session.one(queries.GRAPHILE_MIGRATIONS_PRESENT, {"schema": schema})
+    if not present or not present.present:
         return None
-    cur = await conn.execute(sql.render("select id, breaking from __SCHEMA__.migrations order by id", schema))
-    rows = await cur.fetchall()
+    rows = await session.all(queries.GRAPHILE_MIGRATIONS)
     if not rows:
         return None
-    newer_breaking = [r["id"] for r in rows if r["id"] > GRAPHILE_LATEST and r["breaking"]]
+    newer_breaking = [r.id for r in rows if r.id > GRAPHILE_LATEST and r.breaking]
     if newer_breaking:
         raise errors.SchemaTooNewError(
             f"schema {schema} has graphile-worker migration {max(newer_breaking)}, which is breaking and newer "
             f"than the {GRAPHILE_LATEST} this jobworker knows; upgrade jobworker before running it here"
         )
-    return min(int(rows[-1]["id"]), GRAPHILE_LATEST) if rows[-1]["id"] > GRAPHILE_LATEST else int(rows[-1]["id"])
+    return min(rows[-1].id, GRAPHILE_LATEST)
 
 
-async def _active_workers(conn: psycopg.AsyncConnection[Any], schema: str) -> int:
-    cur = await conn.execute(
-        sql.render(
-            # jobworker's own workers only: a drain stops those, never the Node or Rust ones sharing the table.
-            "select count(*) as n from __SCHEMA__._private_workers "
-            "where last_heartbeat_at > now() - interval '1 minute' and metadata ->> 'runtime' = 'jobworker'",
-            schema,
-        )
-    )
-    row = await cur.fetchone()
-    return int(row["n"]) if row else 0
+async def _active_workers(tx: Transaction) -> int:
+    row = await tx.one(queries.ACTIVE_JOBWORKER_WORKERS)
+    return row.count if row else 0
 
 
 async def schema_version(url: str, schema: str = db.DEFAULT_SCHEMA) -> tuple[int | None, int]:
     """(graphile migration, jobworker migration) of the database, without changing it."""
-    async with db.connection(url) as conn:
-        with db.wrap_exceptions():
-            graphile = await _graphile_version(conn, schema)
-            if graphile is None:
-                return None, 0
-            cur = await conn.execute(
-                "select to_regclass(%(t)s) is not null as present",
-                {"t": f"{sql.quote_schema(schema)}.jobworker_migrations"},
-            )
-            row = await cur.fetchone()
-            if not row or not row["present"]:
-                return graphile, 0
-            cur = await conn.execute(
-                sql.render("select coalesce(max(id), 0) as v from __SCHEMA__.jobworker_migrations", schema)
-            )
-            row = await cur.fetchone()
-            return graphile, int(row["v"]) if row else 0
+    async with JobStore(url, schema) as store:
+        graphile = await _graphile_version(store, store.schema)
+        if graphile is None:
+            return None, 0
+        present = await store.one(queries.JOBWORKER_MIGRATIONS_PRESENT, {"schema": store.schema})
+        if not present or not present.present:
+            return graphile, 0
+        row = await store.one(queries.JOBWORKER_VERSION)
+        return graphile, row.version if row else 0

@@ -18,14 +18,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
 
-from jobworker import crontab, db, errors, metrics, sql
+from jobworker import crontab, db, errors, metrics, queries
 from jobworker.crontab import ScheduleEntry
+from jobworker.queries import CrontabState
 from jobworker.registry import JobRegistry, load_registry
+from jobworker.store import JobStore
 
 log = logging.getLogger("jobworker.scheduler")
 MINUTE = timedelta(minutes=1)
@@ -46,6 +48,8 @@ class FiredJob:
 
 def _unreachable(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot be reached (not that it refused one statement)."""
+    if isinstance(exc, errors.DatabaseUnreachableError):
+        return True
     cause = exc.__cause__ if isinstance(exc, errors.DatabaseError) else exc
     return isinstance(cause, psycopg.OperationalError | OSError) or (
         isinstance(exc, errors.DatabaseError) and cause is None
@@ -87,7 +91,7 @@ class Scheduler:
         self.database_url = db.resolve_database_url(database_url)
         self.schema = db.resolve_schema(schema)
         self._options = {entry.id: self._job_options(entry) for entry in self.entries}
-        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self.store = JobStore(self.database_url, self.schema)
         self._registered = False
         self._stopping = asyncio.Event()
         self.last_success = time.monotonic()
@@ -111,24 +115,8 @@ class Scheduler:
         }
 
     # -- database ---------------------------------------------------------------------------------
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        query: LiteralString = sql.query(name, self.schema)
-        if self._conn is None or self._conn.closed:
-            self._conn = await db.connect(self.database_url)
-        with db.wrap_exceptions():
-            try:
-                cur = await self._conn.execute(query, params)
-            except psycopg.OperationalError:
-                # The server may have restarted since the last tick: reconnect once.
-                await self._conn.close()
-                self._conn = await db.connect(self.database_url)
-                cur = await self._conn.execute(query, params)
-            return await cur.fetchall() if cur.description else []
-
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self.store.close()
 
     async def __aenter__(self) -> Scheduler:
         return self
@@ -145,9 +133,9 @@ class Scheduler:
         now = (now or datetime.now(UTC)).astimezone(UTC)
         ids = [entry.id for entry in self.entries]
         if not self._registered:
-            await self._rows("crontab_register", {"identifiers": ids, "now": now})
+            await self.store.execute(queries.CRONTAB_REGISTER, {"identifiers": ids, "now": now})
             self._registered = True
-        state = {r["identifier"]: r for r in await self._rows("crontab_state", {"identifiers": ids})}
+        state = {r.identifier: r for r in await self.store.all(queries.CRONTAB_STATE, {"identifiers": ids})}
         minute = floor_minute(now)
         fired: list[FiredJob] = []
         for entry in self.entries:
@@ -163,7 +151,7 @@ class Scheduler:
         return fired
 
     async def _tick_entry(
-        self, entry: ScheduleEntry, row: dict[str, Any] | None, now: datetime, minute: datetime
+        self, entry: ScheduleEntry, row: CrontabState | None, now: datetime, minute: datetime
     ) -> list[FiredJob]:
         fired: list[FiredJob] = []
         after = minute - timedelta(microseconds=1)
@@ -171,9 +159,9 @@ class Scheduler:
             after = min(after, now - entry.backfill - timedelta(microseconds=1))
         if row is not None:
             # Never before the schedule was known, never a tick already executed.
-            after = max(after, floor_minute(row["known_since"]) - timedelta(microseconds=1))
-            if row["last_execution"] is not None:
-                after = max(after, row["last_execution"])
+            after = max(after, floor_minute(row.known_since) - timedelta(microseconds=1))
+            if row.last_execution is not None:
+                after = max(after, row.last_execution)
         ticks = crontab.ticks_between(entry, after, now)
         if entry.max is not None:
             ticks = ticks[-entry.max :]
@@ -185,8 +173,8 @@ class Scheduler:
 
     async def _fire(self, entry: ScheduleEntry, ts: datetime, *, backfilled: bool) -> FiredJob | None:
         payload = {**entry.payload, "_cron": {"ts": cron_ts(ts), "backfilled": backfilled}}
-        rows = await self._rows(
-            "crontab_fire",
+        fired = await self.store.one(
+            queries.CRONTAB_FIRE,
             {
                 "identifier": entry.id,
                 "ts": ts,
@@ -197,11 +185,11 @@ class Scheduler:
                 **self._options[entry.id],
             },
         )
-        if not rows:
+        if fired is None:
             return None  # another replica fired this tick
         metrics.SCHEDULES_FIRED.labels(entry.id).inc()
         log.info("schedule %r fired %s at %s%s", entry.id, entry.task, cron_ts(ts), " (backfill)" if backfilled else "")
-        return FiredJob(entry.id, entry.task, ts, backfilled, int(rows[0]["id"]))
+        return FiredJob(entry.id, entry.task, ts, backfilled, fired.id)
 
     # -- running ----------------------------------------------------------------------------------
     @property

@@ -1,4 +1,4 @@
-"""WorkerUtils: enqueue and administer jobs. The only module that names queries for admin work.
+"""WorkerUtils: enqueue and administer jobs, through the named queries of ``jobworker.store``.
 
 The async class is the implementation; ``SyncWorkerUtils`` runs the same coroutines on a private
 event loop thread, so there is one code path and no hand-kept twin.
@@ -11,17 +11,20 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import Any, LiteralString, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
-from jobworker import db, errors, jobs, migrate, sql
+from jobworker import db, errors, jobs, migrate, queries
 from jobworker.durations import parse_duration
-from jobworker.models import AddedJob, Job, JobSpec, QueueStats, SweepResult, TaskQueueStats, WorkerInfo
+from jobworker.models import AddedJob, Job, JobSpec, QueueStats, SweepResult, WorkerInfo
+from jobworker.queries import Query, R
+from jobworker.store import OTHER_QUEUES, JobStore, Params
+
+__all__ = ["OTHER_QUEUES", "STALE_AFTER", "TOP_QUEUES", "SyncWorkerUtils", "WorkerUtils"]
 
 T = TypeVar("T")
 log = logging.getLogger("jobworker.worker_utils")
@@ -30,8 +33,6 @@ ANALYZE_THRESHOLD = 10_000
 STALE_AFTER = timedelta(minutes=5)
 TOP_QUEUES = 20
 """Named queues a bounded reading (the operator's, a worker's /metrics?queue_stats=1) keeps by name."""
-OTHER_QUEUES = "other"
-"""The queue name under which ``queue_stats(top_queues=N)`` counts every queue beyond the N fullest."""
 ORPHAN_AFTER = timedelta(hours=4)
 """Age after which a lock held by a worker id that never registered (graphile-worker from Node, which keeps a
 job locked for up to 4 hours by design) counts as orphaned: graphile's own rule. The sweep threshold is for
@@ -42,8 +43,11 @@ CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-jo
 """In the order they run: deleting failed jobs first lets the two GCs collect what those jobs used."""
 _CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}  # graphile-worker's name
 
-AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
-_NOT_RETRIED = frozenset({"add_job", "add_jobs"})
+_CLEANUP_QUERIES: dict[str, Query[Any]] = {
+    "delete-permanently-failed-jobs": queries.DELETE_PERMANENTLY_FAILED_JOBS,
+    "gc-task-identifiers": queries.GC_TASK_IDENTIFIERS,
+    "gc-job-queues": queries.GC_JOB_QUEUES,
+}
 
 
 _STRICT_JSON = json.JSONEncoder(allow_nan=False)
@@ -197,20 +201,12 @@ def add_jobs_params(
     return {"specs": encoded, "job_key_preserve_run_at": job_key_preserve_run_at}
 
 
-_ADDED_FIELDS = tuple(f.name for f in fields(AddedJob))
-
-
-def _added(row: dict[str, Any]) -> AddedJob:
-    return AddedJob(*[row[name] for name in _ADDED_FIELDS])
-
-
-def _job(row: dict[str, Any]) -> Job:
-    values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(Job)}
-    return Job(**values)
-
-
 class WorkerUtils:
-    """Enqueue and administer jobs: ``async with WorkerUtils(url) as utils: await utils.add_job(...)``."""
+    """Enqueue and administer jobs: ``async with WorkerUtils(url) as utils: await utils.add_job(...)``.
+
+    Every statement goes through one ``JobStore`` session (``self.store``), which reconnects when the
+    server dropped it; an enqueue whose connection dropped is never retried blindly (see ``queries``).
+    """
 
     def __init__(
         self, database_url: str | None = None, schema: str | None = None, *, max_payload_bytes: int | None = None
@@ -219,8 +215,7 @@ class WorkerUtils:
         self.schema = db.resolve_schema(schema)
         self.max_payload_bytes = resolve_max_payload_bytes(max_payload_bytes)
         """Enqueued payloads above this many bytes of JSON are refused (0: no cap)."""
-        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
-        self._lock = asyncio.Lock()
+        self.store = JobStore(self.database_url, self.schema)
 
     async def __aenter__(self) -> WorkerUtils:
         return self
@@ -229,30 +224,7 @@ class WorkerUtils:
         await self.close()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    def q(self, name: str) -> LiteralString:
-        return sql.query(name, self.schema)
-
-    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        async with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = await db.connect(self.database_url)
-            with db.wrap_exceptions():
-                try:
-                    cur = await self._conn.execute(self.q(name), params)
-                except psycopg.OperationalError:
-                    await self._conn.close()
-                    if name in _NOT_RETRIED:
-                        # The insert may have committed before the connection dropped: a blind retry could
-                        # add the job twice, so the caller decides (the next call reconnects).
-                        raise
-                    # One transparent reconnect: the server may have restarted since the last call.
-                    self._conn = await db.connect(self.database_url)
-                    cur = await self._conn.execute(self.q(name), params)
-                return await cur.fetchall() if cur.description else []
+        await self.store.close()
 
     # -- enqueue ----------------------------------------------------------------------------------
     async def add_job(
@@ -282,8 +254,8 @@ class WorkerUtils:
             flags=flags,
             payload_cap=self.max_payload_bytes,
         )
-        rows = await self._on(connection, "add_job", params)
-        return _added(rows[0])
+        [added] = await self._on(connection, queries.ADD_JOB, params)
+        return added
 
     async def add_jobs(
         self,
@@ -297,35 +269,31 @@ class WorkerUtils:
         if not specs:
             return []
         params = add_jobs_params(specs, job_key_preserve_run_at, self.max_payload_bytes)
-        rows = await self._on(connection, "add_jobs", params)
+        added = await self._on(connection, queries.ADD_JOBS, params)
         if len(specs) >= ANALYZE_THRESHOLD:
-            await self._on(connection, "analyze_jobs", None)
-        return [_added(r) for r in rows]
+            await self._on(connection, queries.ANALYZE_JOBS, None)
+        return added
 
     async def _on(
-        self, connection: psycopg.AsyncConnection[Any] | None, name: str, params: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
+        self, connection: psycopg.AsyncConnection[Any] | None, query: Query[R], params: Params | None
+    ) -> list[R]:
         if connection is None:
-            return await self._rows(name, params)
-        with db.wrap_exceptions():
-            cur = connection.cursor(row_factory=psycopg.rows.dict_row)
-            await cur.execute(self.q(name), params)
-            return await cur.fetchall() if cur.description else []
+            return await self.store.all(query, params)
+        return await self.store.all_on(connection, query, params)
 
     # -- admin ------------------------------------------------------------------------------------
     async def remove_job(self, job_key: str) -> int | None:
         """Delete the unlocked job with this key (or stop a running one's retries). Returns its id."""
         jobs.validate_job_key(job_key)
-        rows = await self._rows("remove_job", {"job_key": job_key})
-        return int(rows[0]["id"]) if rows else None
+        removed = await self.store.one(queries.REMOVE_JOB, {"job_key": job_key})
+        return removed.id if removed else None
 
     async def complete_jobs(self, job_ids: Sequence[int]) -> list[int]:
-        return [r["id"] for r in await self._rows("complete_jobs_admin", {"job_ids": list(job_ids)})]
+        return [r.id for r in await self.store.all(queries.COMPLETE_JOBS_ADMIN, {"job_ids": list(job_ids)})]
 
     async def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[int]:
-        return [
-            r["id"] for r in await self._rows("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})
-        ]
+        params = {"job_ids": list(job_ids), "reason": reason}
+        return [r.id for r in await self.store.all(queries.PERMANENTLY_FAIL_JOBS, params)]
 
     async def reschedule_jobs(
         self,
@@ -350,10 +318,10 @@ class WorkerUtils:
             "attempts": attempts,
             "max_attempts": max_attempts,
         }
-        return [r["id"] for r in await self._rows("reschedule_jobs", params)]
+        return [r.id for r in await self.store.all(queries.RESCHEDULE_JOBS, params)]
 
     async def force_unlock_workers(self, worker_ids: Sequence[str]) -> None:
-        await self._rows("force_unlock_workers", {"worker_ids": list(worker_ids)})
+        await self.store.execute(queries.FORCE_UNLOCK_WORKERS, {"worker_ids": list(worker_ids)})
 
     async def cleanup(
         self, tasks: Iterable[str] = CLEANUP_TASKS, *, keep_task_identifiers: Sequence[str] = ()
@@ -369,7 +337,7 @@ class WorkerUtils:
         out: dict[str, int] = {}
         for name in (n for n in CLEANUP_TASKS if n in wanted):
             params = {"keep": list(keep_task_identifiers)} if name == "gc-task-identifiers" else None
-            out[name] = len(await self._rows(name.replace("-", "_"), params))
+            out[name] = len(await self.store.all(_CLEANUP_QUERIES[name], params))
         return out
 
     async def list_jobs(
@@ -379,27 +347,25 @@ class WorkerUtils:
             state = None
         elif state not in ("ready", "scheduled", "locked", "failed"):
             raise errors.ConfigurationError(f"state: {state!r} is not one of all, ready, scheduled, locked, failed")
-        rows = await self._rows("list_jobs", {"state": state, "task": task, "queue_name": queue_name, "limit": limit})
-        return [_job(r) for r in rows]
+        params = {"state": state, "task": task, "queue_name": queue_name, "limit": limit}
+        return await self.store.all(queries.LIST_JOBS, params)
 
     async def get_job(self, job_id: int) -> Job | None:
-        rows = await self._rows("get_job", {"job_id": job_id})
-        return _job(rows[0]) if rows else None
+        return await self.store.one(queries.GET_JOB, {"job_id": job_id})
 
     async def list_active_workers(self, threshold: timedelta | str = STALE_AFTER) -> list[WorkerInfo]:
         limit = parse_duration(threshold, field="threshold").total_seconds()
-        rows = await self._rows("list_workers")
         return [
             WorkerInfo(
-                id=r["id"],
-                started_at=r["started_at"],
-                last_heartbeat_at=r["last_heartbeat_at"],
-                heartbeat_age_seconds=float(r["heartbeat_age_seconds"]),
-                locked_jobs=int(r["locked_jobs"]),
-                metadata=r["metadata"] or {},
+                id=r.id,
+                started_at=r.started_at,
+                last_heartbeat_at=r.last_heartbeat_at,
+                heartbeat_age_seconds=r.heartbeat_age_seconds,
+                locked_jobs=r.locked_jobs,
+                metadata=r.metadata or {},
             )
-            for r in rows
-            if float(r["heartbeat_age_seconds"]) <= limit
+            for r in await self.store.all(queries.LIST_WORKERS)
+            if r.heartbeat_age_seconds <= limit
         ]
 
     async def sweep_stale_workers(
@@ -418,73 +384,39 @@ class WorkerUtils:
         limit = parse_duration(threshold, field="sweep_threshold").total_seconds()
         orphan_limit = parse_duration(orphan_threshold, field="orphan_threshold").total_seconds()
         delay = parse_duration(recovery_delay, field="recovery_delay").total_seconds()
-        conn = await db.connect(self.database_url, autocommit=False)
-        try:
-            with db.wrap_exceptions():
-                async with conn.transaction(force_rollback=dry_run):
-                    cur = await conn.execute(self.q("try_sweep_lock"), {"schema": self.schema})
-                    got = await cur.fetchone()
-                    if not got or not next(iter(got.values())):
-                        return SweepResult([], [], [], dry_run, skipped=True)
-                    stale: list[str] = []
-                    unsafe: list[str] = []
-                    for r in await (await conn.execute(self.q("stale_workers"), {"threshold": limit})).fetchall():
-                        interval = r["heartbeat_interval"]
-                        if interval is not None and limit < 3 * interval:
-                            # A live worker may go this long between heartbeats: never take it for dead.
-                            log.warning(
-                                "sweep: skipped worker %s: it heartbeats every %gs, and a %gs sweep threshold is "
-                                "under 3x that; raise --sweep-threshold to at least %gs",
-                                r["id"],
-                                interval,
-                                limit,
-                                3 * interval,
-                            )
-                            unsafe.append(r["id"])
-                        else:
-                            stale.append(r["id"])
-                    orphans = [
-                        r["locked_by"]
-                        for r in await (
-                            await conn.execute(self.q("orphan_locks"), {"threshold": orphan_limit})
-                        ).fetchall()
-                    ]
-                    targets = stale + [o for o in orphans if o not in stale]
-                    recovered: list[int] = []
-                    if targets:
-                        cur = await conn.execute(
-                            self.q("recover_worker_jobs"), {"worker_ids": targets, "recovery_delay": delay}
-                        )
-                        recovered = [r["id"] for r in await cur.fetchall()]
-                        await conn.execute(self.q("delete_stale_workers"), {"worker_ids": stale})
-                    return SweepResult(stale, orphans, sorted(recovered), dry_run, unsafe_threshold_workers=unsafe)
-        finally:
-            await conn.close()
+        async with self.store.transaction(force_rollback=dry_run) as tx:
+            got = await tx.one(queries.TRY_SWEEP_LOCK, {"schema": self.schema})
+            if not got or not got.taken:
+                return SweepResult([], [], [], dry_run, skipped=True)
+            stale: list[str] = []
+            unsafe: list[str] = []
+            for r in await tx.all(queries.STALE_WORKERS, {"threshold": limit}):
+                if r.heartbeat_interval is not None and limit < 3 * r.heartbeat_interval:
+                    # A live worker may go this long between heartbeats: never take it for dead.
+                    log.warning(
+                        "sweep: skipped worker %s: it heartbeats every %gs, and a %gs sweep threshold is "
+                        "under 3x that; raise --sweep-threshold to at least %gs",
+                        r.id,
+                        r.heartbeat_interval,
+                        limit,
+                        3 * r.heartbeat_interval,
+                    )
+                    unsafe.append(r.id)
+                else:
+                    stale.append(r.id)
+            orphans = [r.locked_by for r in await tx.all(queries.ORPHAN_LOCKS, {"threshold": orphan_limit})]
+            targets = stale + [o for o in orphans if o not in stale]
+            recovered: list[int] = []
+            if targets:
+                params = {"worker_ids": targets, "recovery_delay": delay}
+                recovered = [r.id for r in await tx.all(queries.RECOVER_WORKER_JOBS, params)]
+                await tx.execute(queries.DELETE_STALE_WORKERS, {"worker_ids": stale})
+            return SweepResult(stale, orphans, sorted(recovered), dry_run, unsafe_threshold_workers=unsafe)
 
     async def queue_stats(self, stale_after: timedelta = STALE_AFTER, *, top_queues: int | None = None) -> QueueStats:
         """Counts by task, queue and state. With ``top_queues``, only that many named queues (the fullest)
         keep their name and the rest count under ``OTHER_QUEUES``: bounded rows for per-entity queues."""
-        if top_queues is None:
-            rows = await self._rows("queue_stats")
-        else:
-            rows = await self._rows("queue_stats_top_queues", {"top_queues": top_queues, "other": OTHER_QUEUES})
-        totals = {"ready": 0, "scheduled": 0, "locked": 0, "failed": 0}
-        oldest: float | None = None
-        by_task = []
-        for r in rows:
-            totals[r["state"]] += int(r["count"])
-            by_task.append(TaskQueueStats(r["task_identifier"], r["queue_name"], r["state"], int(r["count"])))
-            if r["state"] == "ready":
-                age = max(float(r["oldest_seconds"]), 0.0)
-                oldest = age if oldest is None else max(oldest, age)
-        workers = await self._rows("count_workers", {"threshold": stale_after.total_seconds()})
-        return QueueStats(
-            **totals,
-            oldest_ready_seconds=oldest,
-            by_task=by_task,
-            workers_active=int(workers[0]["active"]),
-            workers_stale=int(workers[0]["stale"]),
-        )
+        return await self.store.queue_stats(stale_after=stale_after, top_queues=top_queues)
 
     async def migrate(self, *, allow_breaking: bool = False) -> migrate.MigrationResult:
         return await migrate.migrate(self.database_url, self.schema, allow_breaking=allow_breaking)
@@ -527,7 +459,8 @@ class SyncWorkerUtils:
     ) -> AddedJob:
         if connection is not None:
             params = add_job_params(task, payload, payload_cap=self._async.max_payload_bytes, **options)
-            return _added(_sync_rows(connection, self._async.q("add_job"), params)[0])
+            [added] = self._async.store.all_on_sync(connection, queries.ADD_JOB, params)
+            return added
         return self._call(self._async.add_job, task, payload, **options)
 
     def add_jobs(
@@ -543,10 +476,10 @@ class SyncWorkerUtils:
         if not specs:
             return []
         params = add_jobs_params(specs, job_key_preserve_run_at, self._async.max_payload_bytes)
-        rows = _sync_rows(connection, self._async.q("add_jobs"), params)
+        added = self._async.store.all_on_sync(connection, queries.ADD_JOBS, params)
         if len(specs) >= ANALYZE_THRESHOLD:
-            _sync_rows(connection, self._async.q("analyze_jobs"), None)
-        return [_added(r) for r in rows]
+            self._async.store.all_on_sync(connection, queries.ANALYZE_JOBS, None)
+        return added
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         target = getattr(self._async, name)
@@ -557,19 +490,3 @@ class SyncWorkerUtils:
             return self._call(target, *args, **kwargs)
 
         return call
-
-
-def _sync_rows(
-    connection: psycopg.Connection[Any], query: LiteralString, params: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    with db.wrap_exceptions():
-        cur = connection.cursor(row_factory=psycopg.rows.dict_row)
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def run_sync(awaitable: Awaitable[T]) -> T:
-    async def _wrap() -> T:
-        return await awaitable
-
-    return asyncio.run(_wrap())

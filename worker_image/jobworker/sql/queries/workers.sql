@@ -19,7 +19,7 @@ select count(*) filter (where last_heartbeat_at >= now() - %(threshold)s * inter
 from __SCHEMA__._private_workers
 -- name: try_sweep_lock
 -- One sweeper at a time across all replicas: a transaction-scoped advisory lock per schema.
-select pg_try_advisory_xact_lock(hashtext('jobworker.sweep:' || %(schema)s::text))
+select pg_try_advisory_xact_lock(hashtext('jobworker.sweep:' || %(schema)s::text)) as taken
 -- name: stale_workers
 -- Workers whose heartbeat is older than the threshold, with the heartbeat interval each recorded (if any).
 select id, extract(epoch from now() - last_heartbeat_at) as heartbeat_age_seconds,
