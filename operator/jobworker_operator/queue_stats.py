@@ -1,7 +1,8 @@
-"""Reads a graphile pool's queue statistics from its database.
+"""Reads a graphile pool's queue statistics: from its database through the runtime's ``JobStore``, or
+from its workers' ``/metrics`` (``queueStats.source: workers``).
 
-The runtime's ``WorkerUtils`` is imported lazily so that the operator (and its unit tests) never
-depends on it at import time; tests pass their own ``Reader``.
+The contract with the runtime is typed: a reading is a ``jobworker.models.QueueStats`` plus the
+schema version; tests pass their own ``Reader``.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobworker import db, errors
+from jobworker import db, errors, models
+from jobworker.store import JobStore
+from jobworker.worker_utils import STALE_AFTER
 from jobworker_operator import metrics, names
 from jobworker_operator.apply import Api, ApiError
 from jobworker_operator.model import Pool
 
-# (database_url, schema) -> an object shaped like jobworker's QueueStats (contracts.md).
-Reader = Callable[[str, str], Awaitable[Any]]
+Reader = Callable[[str, str], Awaitable[models.QueueStats]]
+"""(database_url, schema) -> the pool's queue statistics (docs/contracts.md)."""
 TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class QueueStatsError(Exception):
@@ -32,32 +35,25 @@ class QueueStatsError(Exception):
 
 @dataclass(frozen=True)
 class Reading:
-    stats: Any
+    stats: models.QueueStats
     schema_version: int | None
+    """The highest migration id in the shared ``migrations`` table (``status.schemaVersion``); None: unknown."""
 
 
-async def worker_utils_reader(database_url: str, schema: str) -> Any:
-    from jobworker.worker_utils import WorkerUtils  # lazy: the runtime is optional for the operator
-
-    async with WorkerUtils(database_url, schema=schema) as utils:
-        return await utils.queue_stats(top_queues=metrics.TOP_QUEUES)
+async def worker_utils_reader(database_url: str, schema: str) -> models.QueueStats:
+    """The queue statistics through the runtime's store, bounded to the ``TOP_QUEUES`` fullest named queues."""
+    async with JobStore(database_url, schema) as store:
+        return await store.queue_stats(stale_after=STALE_AFTER, top_queues=metrics.TOP_QUEUES)
 
 
 async def schema_version(database_url: str, schema: str) -> int | None:
     """Highest applied migration id (graphile's ``<schema>.migrations``); None when not readable."""
-    import psycopg
-    from psycopg import sql
-
-    query = sql.SQL("select max(id) from {}.migrations").format(sql.Identifier(schema))
+    store = JobStore(database_url, schema, connect_options={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
     try:
-        from jobworker import db  # lazy, as above: timeouts and keepalives like every runtime connection
-
-        options = {**db.connect_options(database_url), "connect_timeout": 5}
-        async with await psycopg.AsyncConnection.connect(database_url, **options) as conn:
-            row = await (await conn.execute(query)).fetchone()
-    except psycopg.Error:
+        async with store:
+            return await store.latest_migration()
+    except errors.DatabaseError:
         return None
-    return None if row is None or row[0] is None else int(row[0])
 
 
 # Every secret part of every database URL read so far: the operator's log handlers mask them all
