@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -206,6 +207,22 @@ def desired_replicas(ready_jobs: int, autoscaling: Autoscaling, locked_jobs: int
     return max(autoscaling.min_replicas, min(autoscaling.max_replicas, wanted))
 
 
+def busy_pods(newest_lock_seconds: Sequence[float] | None, holders: int, grace_seconds: float) -> int | None:
+    """The workers (one per pod) that locked a job within the scale-down grace: the pods a scale-down keeps.
+
+    ``newest_lock_seconds`` holds, per worker holding jobs, the age of its newest lock, youngest first, and
+    may stop short of all ``holders`` (the reading is bounded). Those beyond the cut count as busy, unless
+    the last one listed is already past the grace: sorted, every one beyond it is older still. A worker whose
+    every job has run past the grace is not kept: a stuck or very long job must not pin the pool at its size.
+    None (a reading without lock ages, from an older worker image) means unknown.
+    """
+    if newest_lock_seconds is None:
+        return None
+    young = sum(1 for age in newest_lock_seconds if age < grace_seconds)
+    unlisted = max(0, holders - len(newest_lock_seconds))
+    return young + unlisted if young == len(newest_lock_seconds) else young
+
+
 @dataclass(frozen=True)
 class AutoscaleDecision:
     replicas: int
@@ -220,10 +237,14 @@ def autoscale(
     below_since: datetime | None,
     now: datetime,
     locked_jobs: int = 0,
+    busy: int | None = None,
 ) -> AutoscaleDecision:
     """Scale up at once; scale down only after desired stayed lower for scaleDownDelaySeconds, and never
-    below the pods that may be running jobs (up to one per locked job), which a scale-down would interrupt.
+    below the pods running jobs, which a scale-down would interrupt, unless their jobs have run past the
+    scale-down grace (also scaleDownDelaySeconds).
 
+    ``busy`` is ``busy_pods(...)``: the pods with a job locked within the grace. Without it (None: the reading
+    has no lock ages) each locked job may run on a pod of its own, so up to one pod per locked job is kept.
     Without a queue reading (DB unreachable) the current count is kept.
     """
     if ready_jobs is None:
@@ -233,8 +254,7 @@ def autoscale(
     if current is not None:
         # A lowered maxReplicas (or raised minReplicas) applies at once; only the queue waits for the delay.
         current = max(autoscaling.min_replicas, min(autoscaling.max_replicas, current))
-        # Which pods run the locked jobs is not known: each of them may hold one, so keep that many.
-        desired = max(desired, min(locked_jobs, current))
+        desired = max(desired, min(locked_jobs if busy is None else busy, current))
     if current is None or desired >= current:
         return AutoscaleDecision(desired, None)
     since = below_since or now

@@ -250,6 +250,12 @@ def _autoscale(
     if auto is None:
         return None
     before: dict[str, Any] = prior.get("autoscaling") or {}
+    holders = getattr(reading.stats, "lock_holders", None) if reading else None
+    busy = plan.busy_pods(
+        None if holders is None else [h.newest_lock_seconds for h in holders],
+        getattr(reading.stats, "lock_holders_total", 0) if reading else 0,
+        auto.scale_down_delay_seconds,
+    )
     decision = plan.autoscale(
         auto,
         current=before.get("replicas"),
@@ -257,6 +263,7 @@ def _autoscale(
         below_since=status.parse_timestamp(before.get("belowSince")),
         now=now,
         locked_jobs=reading.stats.locked if reading else 0,
+        busy=busy,
     )
     since = decision.below_since
     extra["autoscaling"] = {"replicas": decision.replicas, "belowSince": status.timestamp(since) if since else None}

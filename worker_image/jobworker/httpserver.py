@@ -52,6 +52,23 @@ def render_queue_reading(stats: Any, schema_version: int | None) -> bytes:
     workers = Gauge("jobworker_queue_reading_workers", "Workers by heartbeat state.", ["state"], registry=registry)
     workers.labels("active").set(stats.workers_active)
     workers.labels("stale").set(stats.workers_stale)
+    holders = getattr(stats, "lock_holders", None)
+    if holders is not None:
+        # One series per rank, not per worker id: at most LOCK_HOLDERS of them, whichever workers come and go.
+        Gauge("jobworker_queue_reading_lock_holders", "Workers holding jobs.", registry=registry).set(
+            stats.lock_holders_total
+        )
+        by_rank = {
+            field: Gauge(f"jobworker_queue_reading_lock_holder_{field}", help, ["rank"], registry=registry)
+            for field, help in (
+                ("jobs", "Jobs each worker holding jobs holds, youngest newest lock first (rank 0)."),
+                ("newest_lock_seconds", "Age of the newest lock of each worker holding jobs (rank 0: youngest)."),
+                ("oldest_lock_seconds", "Age of the oldest lock of each worker holding jobs (by the same rank)."),
+            )
+        }
+        for rank, holder in enumerate(holders):
+            for field, gauge in by_rank.items():
+                gauge.labels(str(rank)).set(getattr(holder, field))
     Gauge(
         "jobworker_queue_reading_schema_version",
         "graphile-worker migration of the schema (NaN: unknown).",

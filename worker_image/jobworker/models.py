@@ -77,6 +77,19 @@ class TaskQueueStats:
 
 
 @dataclass(frozen=True)
+class LockHolder:
+    """One worker holding jobs (a ``locked_by``, not named): how many, and the age of its newest and oldest lock."""
+
+    jobs: int
+    newest_lock_seconds: float
+    oldest_lock_seconds: float
+
+
+LOCK_HOLDERS = 100
+"""Lock holders a reading lists at most (the youngest newest locks): bounded, and more than any pool's pods."""
+
+
+@dataclass(frozen=True)
 class QueueStats:
     ready: int = 0
     scheduled: int = 0
@@ -86,6 +99,11 @@ class QueueStats:
     by_task: list[TaskQueueStats] = field(default_factory=list)
     workers_active: int = 0
     workers_stale: int = 0
+    lock_holders: list[LockHolder] | None = None
+    """The workers holding jobs, youngest newest lock first, at most ``LOCK_HOLDERS``; None when the reading
+    has none (a worker image from before lock ages). The autoscaler keeps the pods whose jobs are young."""
+    lock_holders_total: int = 0
+    """Every worker holding jobs, also those beyond the ``LOCK_HOLDERS`` listed."""
 
 
 @dataclass(frozen=True)
