@@ -122,9 +122,10 @@ async def read_from_workers(api: Api, pool: Pool) -> Reading:
 
 def parse_worker_reading(text: str) -> Reading:
     """A worker's ``jobworker_queue_reading_*`` series (jobworker.httpserver) as a QueueStats reading."""
-    from jobworker.models import QueueStats, TaskQueueStats
+    from jobworker.models import LockHolder, QueueStats, TaskQueueStats
 
     rows: list[TaskQueueStats] = []
+    holder_fields: dict[int, dict[str, float]] = {}  # rank -> jobs, newest_lock_seconds, oldest_lock_seconds
     totals = {"ready": 0, "scheduled": 0, "locked": 0, "failed": 0}
     single: dict[str, float] = {}
     workers: dict[str, int] = {}
@@ -136,6 +137,9 @@ def parse_worker_reading(text: str) -> Reading:
                 totals[labels["state"]] = totals.get(labels["state"], 0) + count
             elif sample.name == "jobworker_queue_reading_workers":
                 workers[sample.labels["state"]] = int(sample.value)
+            elif sample.name.startswith("jobworker_queue_reading_lock_holder_"):
+                field = sample.name.removeprefix("jobworker_queue_reading_lock_holder_")
+                holder_fields.setdefault(int(sample.labels["rank"]), {})[field] = sample.value
             elif sample.name.startswith("jobworker_queue_reading_"):
                 single[sample.name] = sample.value
     if "jobworker_queue_reading_schema_version" not in single:
@@ -144,6 +148,11 @@ def parse_worker_reading(text: str) -> Reading:
         )
     oldest = single.get("jobworker_queue_reading_oldest_ready_seconds", math.nan)
     version = single["jobworker_queue_reading_schema_version"]
+    total = single.get("jobworker_queue_reading_lock_holders")  # absent: a worker image without lock ages
+    holders = [
+        LockHolder(int(f.get("jobs", 0)), f.get("newest_lock_seconds", 0.0), f.get("oldest_lock_seconds", 0.0))
+        for _, f in sorted(holder_fields.items())
+    ]
     stats = QueueStats(
         ready=totals["ready"],
         scheduled=totals["scheduled"],
@@ -153,6 +162,8 @@ def parse_worker_reading(text: str) -> Reading:
         by_task=rows,
         workers_active=workers.get("active", 0),
         workers_stale=workers.get("stale", 0),
+        lock_holders=None if total is None else holders,
+        lock_holders_total=0 if total is None else int(total),
     )
     return Reading(stats, None if math.isnan(version) else int(version))
 
