@@ -130,7 +130,8 @@ def w_scale(run: Any, srv: Any, cfg: Any, rec: Any, systems: list[str], procs_li
             acc: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
             for rep in range(cfg.repeats):
                 for system in chosen:
-                    t = scale_trial(run, srv, system, cfg.jobs, procs, c, f"scale-{system}-c{c}-p{procs}-{rep}")
+                    jobs = cfg.jobs if "batch" in run.SYSTEMS[system][1] else cfg.default_jobs
+                    t = scale_trial(run, srv, system, jobs, procs, c, f"scale-{system}-c{c}-p{procs}-{rep}")
                     for k in ("rate", "cpu", "pg", "wal_bytes_per_job", "wal_syncs_per_1k"):
                         acc[system][k].append(t[k])
                     acc[system]["top"].append(t["top_statements"])
@@ -141,7 +142,7 @@ def w_scale(run: Any, srv: Any, cfg: Any, rec: Any, systems: list[str], procs_li
                         f"WAL {t['wal_bytes_per_job']:.0f} B/job, {t['wal_syncs_per_1k']:.0f} syncs/1k; "
                         f"top: {top['query']!r} {top['ms_per_1k_jobs']:.0f} ms/1k"
                     )
-            config = {"concurrency": c, "procs": procs, "jobs": cfg.jobs}
+            config = {"concurrency": c, "procs": procs}
             for system, m in acc.items():
                 rec.add("scale", system, config, "total_cpu_ms_per_1k", "CPU-ms/1k jobs", "lower", m["cpu"])
                 rec.add("scale", system, config, "jobs_per_s", "jobs/s", "higher", m["rate"])

@@ -33,6 +33,7 @@ SETTINGS = {
     "max_connections": "300",
     "shared_buffers": "512MB",
     "track_io_timing": "on",
+    "track_wal_io_timing": "on",
     "listen_addresses": "'127.0.0.1'",
 }
 

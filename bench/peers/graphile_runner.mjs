@@ -124,7 +124,8 @@ async function drain() {
   );
   // In scale-out (--procs > 1) each process runs a share: only the table tells when the batch is done.
   while (Number(args.procs) === 1 && handled < N) await sleep(2);
-  while ((await remaining()) > 0) await sleep(2);
+  const pause = Number(args.procs) === 1 ? 2 : 20; // as common.wait_drained: every 20 ms in scale-out
+  while ((await remaining()) > 0) await sleep(pause);
   const t1 = perf();
   const out = { seconds: t1 - t0, steady_seconds: first === null ? 0 : t1 - first, handled, jobs: N };
   await finish({ ...out, first_wall: firstWall, end_wall: wallNow() });
