@@ -433,9 +433,18 @@ def test_operator_restart_adopts_children_without_churn(
             for i in items
         }
 
-    # Let the Deployments settle so that only the operator could still change them.
-    wait_for("stable children", lambda: versions() == versions(), timeout=30)
-    before = versions()
+    def reconciles() -> float:
+        return operator.metric("jobworker_pool_reconcile_total", namespace=namespace, pool="adopt") or 0
+
+    def unchanged_over_two_passes() -> dict[str, tuple[str, Any]] | None:
+        # Settled means the operator's own passes change nothing: two reads a few milliseconds apart
+        # agree even while a rollout is still bumping generations between passes.
+        start, passes = versions(), reconciles()
+        wait_for("two more reconcile passes", lambda: reconciles() >= passes + 2, timeout=TIMEOUT)
+        end = versions()
+        return end if end == start else None
+
+    before = wait_for("children unchanged across two reconcile passes", unchanged_over_two_passes, timeout=TIMEOUT)
     operator.restart()
     # Several resync passes of the new process over this pool.
     wait_for(
