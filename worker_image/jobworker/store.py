@@ -294,7 +294,10 @@ class JobStore:
         except TimeoutError as exc:
             if self.operation_timeout is None:
                 raise
-            # psycopg closes the connection it was waiting on; the pool replaces it.
+            # The connection may still be inside the statement: never reuse it. The pool discards a
+            # connection returned mid-statement; the session is closed here.
+            if self.pool_options is None and conn is not None:
+                await conn.close()
             raise errors.DatabaseUnreachableError(
                 f"cannot reach the database: no answer within {self.operation_timeout:g}s (JOBWORKER_OPERATION_TIMEOUT)"
             ) from exc
