@@ -111,3 +111,42 @@ async def test_sweep_dry_run_changes_nothing_then_sweep_recovers(actions: Action
     done = await actions.sweep("alice", threshold="5m", dry_run=False)
     assert done.done == [seeded.orphan] and row(db_url, seeded.orphan)["locked_by"] is None  # type: ignore[index]
     assert row(db_url, seeded.running)["locked_by"] == "w-live"  # type: ignore[index]
+
+
+async def test_delete_by_key_leaves_a_job_claimed_between_check_and_delete(
+    actions: Actions, seeded: Seeded, db_url: str
+) -> None:
+    """A worker claims the job while the delete is under way: its claim (an open transaction holding the row) is
+    committed only once the delete waits on it. The delete must re-check the lock and leave the job alone."""
+    import asyncio
+    import time
+
+    claim = psycopg.connect(db_url)  # not autocommit: the claim stays open, holding the row lock
+    try:
+        claim.execute(
+            "update graphile_worker._private_jobs set locked_at = now(), locked_by = 'w-live',"
+            " attempts = attempts + 1 where id = %s",
+            (seeded.keyed,),
+        )
+        deleting = asyncio.create_task(actions.delete_key("alice", "digest:bob"))
+        deadline = time.monotonic() + 30
+        with psycopg.connect(db_url, autocommit=True) as watch:
+            while True:  # until the action's statement waits on the claim's row lock
+                assert not deleting.done(), deleting.result()
+                [[waiting]] = watch.execute(
+                    "select count(*) from pg_stat_activity where datname = current_database()"
+                    " and wait_event_type = 'Lock' and wait_event = 'transactionid'"
+                ).fetchall()
+                if waiting:
+                    break
+                assert time.monotonic() < deadline, "the delete never waited on the claimed row"
+                await asyncio.sleep(0.05)
+        claim.commit()
+        outcome = await asyncio.wait_for(deleting, 30)
+    finally:
+        claim.close()
+    assert outcome.done == [] and outcome.skipped == [seeded.keyed] and "running" in outcome.message
+    after = row(db_url, seeded.keyed)
+    assert after is not None, "a running job was deleted under its worker"
+    # Untouched: graphile's remove_job would have cleared the key and used up the attempts.
+    assert (after["key"], after["attempts"], after["locked_by"]) == ("digest:bob", 1, "w-live")

@@ -41,3 +41,16 @@ async def test_remove_job_with_an_unknown_key_returns_none(utils: WorkerUtils, d
 async def test_remove_job_refuses_an_oversize_key(utils: WorkerUtils) -> None:
     with pytest.raises(errors.ConfigurationError, match="job_key: 513 characters"):
         await utils.remove_job("k" * 513)
+
+
+async def test_remove_job_leave_running_touches_no_running_job(utils: WorkerUtils, db_url: str) -> None:
+    job = await utils.add_job("removable", job_key="k", max_attempts=5)
+    await lock_job(db_url, job.id, "busy-worker")
+
+    assert await utils.remove_job("k", leave_running=True) is None
+
+    row = await job_row(db_url, job.id)
+    assert row is not None
+    assert (row["key"], row["attempts"], row["max_attempts"], row["locked_by"]) == ("k", 1, 5, "busy-worker")
+    free = await utils.add_job("removable", job_key="free")
+    assert await utils.remove_job("free", leave_running=True) == free.id

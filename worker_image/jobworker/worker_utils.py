@@ -282,10 +282,15 @@ class WorkerUtils:
         return await self.store.all_on(connection, query, params)
 
     # -- admin ------------------------------------------------------------------------------------
-    async def remove_job(self, job_key: str) -> int | None:
-        """Delete the unlocked job with this key (or stop a running one's retries). Returns its id."""
+    async def remove_job(self, job_key: str, *, leave_running: bool = False) -> int | None:
+        """Delete the unlocked job with this key (or stop a running one's retries). Returns its id.
+
+        With ``leave_running`` a running job is not touched at all and None is returned: the check and the
+        delete are one statement, so a job claimed meanwhile is left to its worker (the dashboard's rule).
+        """
         jobs.validate_job_key(job_key)
-        removed = await self.store.one(queries.REMOVE_JOB, {"job_key": job_key})
+        query = queries.REMOVE_UNLOCKED_JOB if leave_running else queries.REMOVE_JOB
+        removed = await self.store.one(query, {"job_key": job_key})
         return removed.id if removed else None
 
     async def complete_jobs(self, job_ids: Sequence[int]) -> list[int]:

@@ -111,16 +111,17 @@ class Actions:
 
     async def delete_key(self, actor: str, job_key: str) -> Outcome:
         jobs.validate_job_key(job_key)
-        found = await self.store.job_by_key(job_key)
+        # One statement checks and deletes (leave_running): graphile's remove_job would free the key and stop
+        # the retries of a job claimed between a separate check and the delete.
+        removed = await self.utils.remove_job(job_key, leave_running=True)
+        if removed is not None:
+            outcome = Outcome("delete_key", [removed], [], f"1 job(s) deleted (key {job_key!r})")
+            return self._log(actor, outcome, key=job_key)
+        found = await self.store.job_by_key(job_key)  # only to say why nothing was deleted
         if found is None:
             return self._log(actor, Outcome("delete_key", [], [], f"no job has key {job_key!r}"), key=job_key)
-        if found["locked_at"] is not None:
-            # remove_job would free the key and stop a running job's retries under its worker.
-            outcome = Outcome("delete_key", [], [found["id"]], f"job {found['id']} is running; left alone")
-            return self._log(actor, outcome, key=job_key)
-        removed = await self.utils.remove_job(job_key)
-        done = [removed] if removed is not None else []
-        return self._log(actor, _outcome("delete_key", done, done, f"deleted (key {job_key!r})"), key=job_key)
+        outcome = Outcome("delete_key", [], [found["id"]], f"job {found['id']} is running; left alone")
+        return self._log(actor, outcome, key=job_key)
 
     async def retry_group(self, actor: str, task: str, first_line: str) -> Outcome:
         """Run a failure group's jobs now; permanently failed ones get their attempts back."""

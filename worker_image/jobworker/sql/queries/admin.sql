@@ -11,6 +11,13 @@ select id from __SCHEMA__.reschedule_jobs(%(job_ids)s::bigint[], %(run_at)s::tim
 -- name: remove_job
 -- Delete the job with this key, or, if it is running, clear its key and stop its retries.
 select (j).id, (j).locked_at from (select __SCHEMA__.remove_job(%(job_key)s::text) as j) r where (j).id is not null
+-- name: remove_unlocked_job
+-- Delete the job with this key only if no worker holds it, check and delete in one statement: a job being
+-- claimed at that moment holds its row lock, the delete waits for the claim to commit, re-reads the row
+-- and leaves it alone (the dashboard never touches a running job).
+delete from __SCHEMA__._private_jobs j
+where j.key = %(job_key)s::text and j.locked_at is null
+returning j.id, j.locked_at
 -- name: force_unlock_workers
 -- Release every job and queue lock held by these worker ids.
 select __SCHEMA__.force_unlock_workers(%(worker_ids)s::text[])
