@@ -12,12 +12,14 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-QueueStatsReader = Callable[[], Awaitable[tuple[Any, int | None]]]  # -> (QueueStats, graphile migration)
+from jobworker.models import QueueStats
+
+QueueStatsReader = Callable[[], Awaitable[tuple[QueueStats, int | None]]]
+"""-> (the queue statistics, the graphile migration of the schema): what the operator reads (docs/contracts.md)."""
 QUEUE_STATS_MAX_AGE = 5.0
 
 
@@ -38,7 +40,7 @@ class QueueReading:
             return self.text
 
 
-def render_queue_reading(stats: Any, schema_version: int | None) -> bytes:
+def render_queue_reading(stats: QueueStats, schema_version: int | None) -> bytes:
     registry = CollectorRegistry()
     jobs = Gauge(
         "jobworker_queue_reading_jobs", "Jobs by task, queue and state.", ["task", "queue", "state"], registry=registry
