@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from jobworker import __version__, db, errors, migrate
 from jobworker.durations import format_duration, parse_duration
+from jobworker.models import QueueStats
 from jobworker.registry import load_registry
 from jobworker.settings import WorkerSettings
 from jobworker.worker_utils import CLEANUP_TASKS, DEFAULT_RECOVERY_DELAY, STALE_AFTER, TOP_QUEUES, WorkerUtils
@@ -125,7 +126,7 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
         return 0
     schema = db.resolve_schema(args.schema)
 
-    async def queue_stats() -> tuple[Any, int | None]:
+    async def queue_stats() -> tuple[QueueStats, int | None]:
         """For the operator's no-Secrets mode (/metrics?queue_stats=1), on this worker's own connection URL."""
         async with WorkerUtils(url, schema) as utils:
             stats = await utils.queue_stats(top_queues=TOP_QUEUES)
