@@ -1,4 +1,4 @@
-"""Generate docs/options.md from WorkerSettings: each default is written once, in settings.py.
+"""Generate docs/options.md from WorkerSettings and EndpointSettings: each default is written once, in settings.py.
 
 ``--check`` fails when the committed file is stale (a test runs it).
 """
@@ -27,9 +27,9 @@ FLAGS = {
 }
 
 
-def docstrings() -> dict[str, str]:
+def docstrings(name: str = "WorkerSettings") -> dict[str, str]:
     tree = ast.parse(Path(settings.__file__).read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "WorkerSettings")
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
     out: dict[str, str] = {}
     for node, following in zip(cls.body, cls.body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -54,6 +54,21 @@ def render() -> str:
         flag = f"`{FLAGS[f.name]}`" if f.name in FLAGS else "—"
         default = "unset" if f.default is None else f"`{f.default}`"
         lines.append(f"| `{f.name}` | {env} | {flag} | {default} | {docs.get(f.name, '')} |")
+    lines += [
+        "",
+        "# Job endpoint options (`jobworker serve`)",
+        "",
+        "The QStash receiver: `jobworker serve`, and `create_app`/`asgi_app` for `replay_database_url` (see",
+        "docs/qstash-endpoint.md). Every option has the flag `--<option>` with `-` for `_`.",
+        "",
+        "| option | env | flag | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    docs = docstrings("EndpointSettings")
+    for f in dataclasses.fields(settings.EndpointSettings):
+        flag = "--" + f.name.replace("_", "-")
+        default = "unset" if f.default is None else f"`{f.default}`"
+        lines.append(f"| `{f.name}` | `JOBWORKER_{f.name.upper()}` | `{flag}` | {default} | {docs.get(f.name, '')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -157,10 +157,13 @@ async def test_rss_stays_flat_under_300_slow_unsigned_uploads() -> None:
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--max-concurrency", "0"], {}, "max_concurrency: 0 must be at least 1"),
-        ([], {"JOBWORKER_MAX_CONCURRENCY": "lots"}, "max_concurrency: 'lots' is not a whole number"),
+        (["--max-concurrency", "0"], {}, "max_concurrency (JOBWORKER_MAX_CONCURRENCY): must be at least 1"),
+        ([], {"JOBWORKER_MAX_CONCURRENCY": "lots"}, "JOBWORKER_MAX_CONCURRENCY: 'lots' is not a valid int"),
         ([], {"JOBWORKER_BODY_TIMEOUT": "soon"}, "body_timeout"),
-        (["--body-timeout", "0s"], {}, "body_timeout: 0.0 must be greater than 0"),
+        (["--body-timeout", "0s"], {}, "body_timeout (JOBWORKER_BODY_TIMEOUT): must be greater than 0"),
+        (["--body-timeout", "soon"], {}, "--body-timeout"),
+        ([], {"JOBWORKER_REPLAY_DATABASE_URL": "postgresql://u:p@h:notaport/x?sslmode=%zz"}, "REPLAY_DATABASE_URL"),
+        (["--replay-timeout", "0"], {}, "replay_timeout (JOBWORKER_REPLAY_TIMEOUT): must be greater than 0"),
     ],
 )
 def test_bad_bounds_are_one_error_line(args: list[str], env: dict[str, str], message: str) -> None:

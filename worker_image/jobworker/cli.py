@@ -396,14 +396,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--http-port", type=int, help="serve /healthz and /metrics on this port")
 
     sp = cmd("serve", _external("jobworker.endpoint", "main"), "serve POST /v1/jobs/run/<name> for QStash")
-    sp.add_argument("--tasks", required=True)
-    sp.add_argument("--host", default="0.0.0.0")
-    sp.add_argument("--port", type=int, default=8080)
-    sp.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+    sp.add_argument("--tasks", required=True, help="module (or module:attribute) holding the job definitions")
+    # Defaults and env names: settings.EndpointSettings (docs/options.md); a flag left out reads its env var.
+    sp.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    sp.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
+    sp.add_argument("--max-body-bytes", type=int, help="largest body accepted (default 1 MiB)")
+    sp.add_argument("--max-concurrency", type=int, help="deliveries handled at once; more get 503 (default 64)")
+    sp.add_argument("--body-timeout", help="time a signed request gets to send its body (default 30s)")
     sp.add_argument(
-        "--max-concurrency", type=int, help="deliveries handled at once; more get 503 (env JOBWORKER_MAX_CONCURRENCY)"
+        "--replay-database-url",
+        help="PostgreSQL URL of the table every replica records signatures in (default: this process's memory)",
     )
-    sp.add_argument("--body-timeout", help="time a signed request gets to send its body (env JOBWORKER_BODY_TIMEOUT)")
+    sp.add_argument("--replay-timeout", help="time recording a signature may take (default 5s)")
 
     sp = cmd("dashboard", _external("jobworker.dashboard.app", "main"), "serve the web dashboard (read-only default)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -501,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # Error lines and logs may quote a connection string back (libpq does); mask the known ones.
-    secrets = _database_secrets(getattr(args, "database_url", None))
+    secrets = _database_secrets(getattr(args, "database_url", None), getattr(args, "replay_database_url", None))
     db.install_log_redaction(lambda: secrets)
     out = Output(args.json)
     try:
@@ -525,8 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _database_secrets(explicit: str | None) -> frozenset[str]:
-    urls = (explicit, os.environ.get("DATABASE_URL"), os.environ.get("WORKER_DATABASE_URL"))
+def _database_secrets(*explicit: str | None) -> frozenset[str]:
+    env = ("DATABASE_URL", "WORKER_DATABASE_URL", "JOBWORKER_REPLAY_DATABASE_URL")
+    urls = (*explicit, *(os.environ.get(name) for name in env))
     return frozenset(part for url in urls if url for part in db.secret_parts(url))
 
 

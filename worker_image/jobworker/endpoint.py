@@ -5,12 +5,11 @@ app with ``app.add_subapp("/jobs", create_app(...))``); ``asgi_app`` serves the 
 framework. Both hand each request to one ``Receiver``, so the rules below hold under either:
 
 * at most ``max_concurrency`` deliveries are handled at once; the next gets 503 with Retry-After at once;
-* the signature is checked before a byte of the body is read, with PyJWT directly (HS256; the current
-  key, then the next key only when the signature itself does not match; then ``iss``, ``exp``/``nbf``
-  with a small clock tolerance, and ``sub`` against QSTASH_CALLBACK_URL plus the path). Only then is
-  the body streamed through SHA-256, within ``body_timeout``, and checked against the ``body`` claim;
-* each signature runs at most once: its ``jti`` is remembered until it expires (in memory, or in a
-  table shared by every replica), and a second use gets 409 without running the handler;
+* the signature is checked before a byte of the body is read (signatures.py). Only then is the body
+  streamed through SHA-256, within ``body_timeout``, and checked against the ``body`` claim;
+* each signature runs at most once: its ``jti`` is recorded until it expires (replay.py: in memory, or in
+  a table shared by every replica), and a second use gets 409 without running the handler; when it
+  cannot be recorded (that table is down), 503 with Retry-After, and the handler does not run;
 * the callback URL must be https:// (plain http:// only for localhost): the headers QStash adds
   (message id, attempt, max attempts, job key) are not signed, see docs/qstash-endpoint.md;
 * 401 for a bad signature; 489 with ``Upstash-NonRetryable-Error: true`` when retrying cannot help
@@ -23,43 +22,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
-import heapq
-import hmac
-import ipaddress
 import json
 import logging
 import math
-import os
+import signal as os_signal
 import time
 import urllib.parse
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
-import jwt
 import prometheus_client
 from aiohttp import web
 from multidict import CIMultiDict
 
-from jobworker import errors, metrics
+from jobworker import db, errors, metrics
 from jobworker.config import QStashConfig
 from jobworker.durations import parse_duration
 from jobworker.jobs import AbortSignal, JobContext
 from jobworker.registry import JobRegistry, load_registry
 
+# Re-exported: these names were public here before replay.py and signatures.py split them out.
+from jobworker.replay import MemorySeenTokens as MemorySeenTokens
+from jobworker.replay import PostgresSeenTokens as PostgresSeenTokens
+from jobworker.replay import SeenTokens as SeenTokens
+from jobworker.settings import EndpointSettings
+from jobworker.signatures import DEFAULT_CLOCK_TOLERANCE as DEFAULT_CLOCK_TOLERANCE
+from jobworker.signatures import SignatureVerifier as SignatureVerifier
+from jobworker.signatures import check_callback_url as check_callback_url
+
 log = logging.getLogger("jobworker.endpoint")
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_MAX_CONCURRENCY = 64
-"""Deliveries handled at once by one process (env JOBWORKER_MAX_CONCURRENCY); QStash retries the rest."""
-DEFAULT_BODY_TIMEOUT = 30.0
-"""Seconds a signed request gets to send its body (env JOBWORKER_BODY_TIMEOUT)."""
+_DEFAULTS = EndpointSettings()  # each default is written once, in settings.EndpointSettings
+DEFAULT_MAX_BODY_BYTES = _DEFAULTS.max_body_bytes
+DEFAULT_MAX_CONCURRENCY = _DEFAULTS.max_concurrency
+DEFAULT_BODY_TIMEOUT = _DEFAULTS.body_timeout
 BUSY_RETRY_AFTER = 1
-DEFAULT_CLOCK_TOLERANCE = 5.0
-"""Seconds of clock skew allowed on exp and nbf."""
+REPLAY_STORE_RETRY_AFTER = 30
+"""Retry-After (seconds) while the replay database is down: long enough for a restart or a failover, and
+within QStash's own backoff (12 s, then 2.5 min, then 30 min between its default 3 retries)."""
 NON_RETRYABLE = 489
 ROUTE_PREFIX = "/v1/jobs/run/"
 MAX_ATTEMPTS_HEADER = "Jobworker-Max-Attempts"
@@ -74,131 +76,16 @@ def encode_header(value: str) -> str:
 
 
 HEALTHY: web.AppKey[Callable[[], bool]] = web.AppKey("jobworker_healthy")
+RECEIVER: web.AppKey[Receiver] = web.AppKey("jobworker_receiver")
 
 
-class SignatureVerifier:
-    """Checks an ``Upstash-Signature`` JWT; every failure raises InvalidJobSignatureError saying what failed."""
-
-    def __init__(self, current_key: str, next_key: str, *, clock_tolerance: float = DEFAULT_CLOCK_TOLERANCE) -> None:
-        self.keys = [("QSTASH_CURRENT_SIGNING_KEY", current_key), ("QSTASH_NEXT_SIGNING_KEY", next_key)]
-        self.clock_tolerance = clock_tolerance
-
-    def authenticate(self, token: str, url: str) -> dict[str, Any]:
-        """Everything that does not need the body: key, algorithm, iss, exp, nbf, sub, a string body claim."""
-        claims = self._decode(token)
-        if claims.get("sub") != url:
-            raise errors.InvalidJobSignatureError(f"signature is for {claims.get('sub')!r}, not {url!r}")
-        if not isinstance(claims.get("body"), str):
-            raise errors.InvalidJobSignatureError("signature's 'body' claim is not a string")
-        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
-            raise errors.InvalidJobSignatureError("signature's 'jti' claim is not a non-empty string")
-        return claims
-
-    @staticmethod
-    def check_body(claims: Mapping[str, Any], sha256: bytes) -> None:
-        """The body claim against the SHA-256 of the body as received."""
-        digest = base64.urlsafe_b64encode(sha256).rstrip(b"=")
-        claimed = str(claims["body"]).encode("utf-8", "surrogatepass").rstrip(b"=")
-        # Compare bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, hence a 500).
-        if not hmac.compare_digest(claimed, digest):
-            raise errors.InvalidJobSignatureError("signature's body hash does not match the request body")
-
-    def verify(self, token: str, body: bytes, url: str) -> dict[str, Any]:
-        """``authenticate`` and ``check_body`` for a body already in memory."""
-        claims = self.authenticate(token, url)
-        self.check_body(claims, hashlib.sha256(body).digest())
-        return claims
-
-    def _decode(self, token: str) -> dict[str, Any]:
-        for _, key in self.keys:
-            try:
-                with warnings.catch_warnings():
-                    # Upstash chooses the key length; warning on every delivery would only be noise.
-                    warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
-                    claims: dict[str, Any] = jwt.decode(
-                        token,
-                        key,
-                        algorithms=["HS256"],
-                        issuer="Upstash",
-                        leeway=self.clock_tolerance,
-                        options={"require": ["iss", "sub", "exp", "nbf", "body", "jti"], "verify_aud": False},
-                    )
-                return claims
-            except jwt.InvalidSignatureError:
-                continue  # signed with the other key (rotation): the only failure that tries the next key
-            except jwt.ExpiredSignatureError:
-                raise errors.InvalidJobSignatureError("signature has expired (exp is in the past)") from None
-            except jwt.ImmatureSignatureError:
-                raise errors.InvalidJobSignatureError("signature is not valid yet (nbf is in the future)") from None
-            except jwt.InvalidIssuerError:
-                raise errors.InvalidJobSignatureError("signature's issuer is not Upstash") from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise errors.InvalidJobSignatureError(f"signature lacks the {exc.claim!r} claim") from None
-            except jwt.InvalidAlgorithmError:
-                raise errors.InvalidJobSignatureError("signature algorithm is not HS256") from None
-            except jwt.InvalidTokenError as exc:
-                raise errors.InvalidJobSignatureError(f"Upstash-Signature is not a valid JWT: {exc}") from None
-            except (ArithmeticError, TypeError, ValueError) as exc:
-                # PyJWT lets a few through, e.g. int(exp) of 1e400 (OverflowError): still a bad token, not a 500.
-                raise errors.InvalidJobSignatureError(f"Upstash-Signature has an invalid claim: {exc}") from None
-        names = " or ".join(name for name, _ in self.keys)
-        raise errors.InvalidJobSignatureError(f"signature does not match {names}")
-
-
-def check_callback_url(url: str) -> None:
-    """Refuse a plain ``http://`` QSTASH_CALLBACK_URL unless it is this machine.
-
-    The signature covers the URL and the body, not the headers that carry the message id, the attempt,
-    max_attempts and the job key; only TLS keeps those from being read and changed on the way.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https":
-        return
-    host = (parts.hostname or "").lower()
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost" or host.endswith(".localhost")
-    if parts.scheme == "http" and loopback:
-        return
-    raise errors.ConfigurationError(
-        f"QSTASH_CALLBACK_URL {url!r} is not https://: deliveries (and the unsigned headers they carry) would "
-        "cross the network readable and changeable; use https:// (plain http:// is accepted only for localhost)"
-    )
-
-
-class SeenTokens(Protocol):
-    """Where the ids (``jti``) of the signatures already used are kept until those signatures expire."""
-
-    async def first_use(self, jti: str, expires_at: float) -> bool:
-        """Record ``jti``; False when it was recorded before (a replay)."""
-        ...
-
-
-class MemorySeenTokens:
-    """This process's used token ids. Enough for one replica; many replicas share ``PostgresSeenTokens``.
-
-    Only verified signatures reach it, so its size is bounded by QStash's own delivery rate times the
-    five minutes a signature lives.
-    """
-
-    def __init__(self) -> None:
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-
-    async def first_use(self, jti: str, expires_at: float) -> bool:
-        now = time.time()
-        while self._heap and self._heap[0][0] < now:
-            _, old = heapq.heappop(self._heap)
-            self._expiry.pop(old, None)
-        if jti in self._expiry:
-            return False
-        self._expiry[jti] = expires_at
-        heapq.heappush(self._heap, (expires_at, jti))
-        return True
-
-    def __len__(self) -> int:
-        return len(self._expiry)
+def default_seen_tokens(settings: EndpointSettings | None = None) -> SeenTokens:
+    """The table at ``replay_database_url`` (env JOBWORKER_REPLAY_DATABASE_URL) when set, else this process's memory."""
+    settings = settings or EndpointSettings.from_env()
+    if not settings.replay_database_url:
+        return MemorySeenTokens()
+    url = db.check_database_url(settings.replay_database_url, "JOBWORKER_REPLAY_DATABASE_URL")
+    return PostgresSeenTokens(url, db.resolve_schema(), timeout=settings.replay_timeout)
 
 
 @dataclass(frozen=True)
@@ -255,7 +142,8 @@ class Receiver:
             config.current_signing_key, config.next_signing_key, clock_tolerance=clock_tolerance
         )
         self.clock_tolerance = clock_tolerance
-        self.seen_tokens: SeenTokens = seen_tokens if seen_tokens is not None else MemorySeenTokens()
+        self.owns_store = seen_tokens is None
+        self.seen_tokens: SeenTokens = seen_tokens if seen_tokens is not None else default_seen_tokens()
         self.running: set[AbortSignal] = set()
         self.active = 0
         """Deliveries being handled now, from the first header to the reply."""
@@ -267,6 +155,11 @@ class Receiver:
     def shutdown(self) -> None:
         for signal in list(self.running):
             signal.fire("endpoint is shutting down")
+
+    async def close(self) -> None:
+        """Close the replay store this receiver opened itself (one passed in belongs to the caller)."""
+        if self.owns_store and isinstance(self.seen_tokens, PostgresSeenTokens):
+            await self.seen_tokens.close()
 
     async def handle(self, name: str, headers: Mapping[str, str], content_length: int | None, chunks: Chunks) -> Reply:
         """One request: ``chunks`` yields the body and is not touched unless the signature holds."""
@@ -327,7 +220,17 @@ class Receiver:
             return _error(401, errors.InvalidJobSignatureError.code, str(exc))
         # QStash signs every delivery attempt anew, so a token id seen before is a replay (or a proxy's
         # resend): never run it twice. 409 is retried, and QStash's retry carries a fresh signature.
-        if not await self.seen_tokens.first_use(claims["jti"], float(claims["exp"]) + self.clock_tolerance):
+        try:
+            first = await self.seen_tokens.first_use(claims["jti"], float(claims["exp"]) + self.clock_tolerance)
+        except Exception as exc:  # any store (a table, Redis): unknown means unproven fresh, so fail closed
+            log.error("did not run a delivery for %r: could not record its signature: %s", name, exc)
+            return _error(
+                503,
+                "jobs.replay_store_unavailable",
+                "the replay store could not record this signature, so the delivery was not run; retry later",
+                **{"Retry-After": str(REPLAY_STORE_RETRY_AFTER)},
+            )
+        if not first:
             log.warning("refused a replayed delivery for %r (jti %r)", name, claims["jti"])
             return _error(409, "jobs.replayed", "this signature was used before; a delivery runs once per signature")
         return await self._run(name, headers, b"".join(parts))
@@ -428,7 +331,11 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     seen_tokens: SeenTokens | None = None,
 ) -> web.Application:
-    """The endpoint as an aiohttp app; ``config`` defaults to the receiving ``QSTASH_*`` env vars."""
+    """The endpoint as an aiohttp app; ``config`` defaults to the receiving ``QSTASH_*`` env vars.
+
+    ``seen_tokens`` defaults to the table at JOBWORKER_REPLAY_DATABASE_URL when that is set (closed with the
+    app), else to this process's memory; see docs/qstash-endpoint.md#replay.
+    """
     receiver = Receiver(
         registry,
         config or QStashConfig.from_env(publish=False),
@@ -447,6 +354,9 @@ def create_app(
     async def on_shutdown(app: web.Application) -> None:
         receiver.shutdown()
 
+    async def on_cleanup(app: web.Application) -> None:
+        await receiver.close()
+
     # aiohttp's own limit applies only to request.read(); ours streams, so lift theirs past it.
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[HEALTHY] = lambda: True
@@ -454,6 +364,8 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    app[RECEIVER] = receiver
     return app
 
 
@@ -511,7 +423,10 @@ def asgi_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     seen_tokens: SeenTokens | None = None,
 ) -> ASGIApp:
-    """The same routes as an ASGI app, e.g. ``app.mount("/jobs", asgi_app(registry))`` in Starlette/FastAPI."""
+    """The same routes as an ASGI app, e.g. ``app.mount("/jobs", asgi_app(registry))`` in Starlette/FastAPI.
+
+    ``seen_tokens`` defaults as in ``create_app``; a table is closed at the ASGI lifespan's shutdown.
+    """
     receiver = Receiver(
         registry,
         config or QStashConfig.from_env(publish=False),
@@ -537,6 +452,7 @@ def asgi_app(
                 message = await receive()
                 if message["type"] == "lifespan.shutdown":
                     receiver.shutdown()
+                    await receiver.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -580,34 +496,58 @@ def asgi_app(
 
 
 def main(args: argparse.Namespace) -> int:
-    """``jobworker serve --tasks MOD [--host] [--port] [--max-body-bytes] [--max-concurrency] [--body-timeout]``.
-
-    Serves until SIGTERM/SIGINT. ``--max-concurrency`` and ``--body-timeout`` (a duration) default to
-    ``JOBWORKER_MAX_CONCURRENCY`` and ``JOBWORKER_BODY_TIMEOUT``, then to 64 and 30s.
-    """
+    """``jobworker serve --tasks MOD``: serve until SIGTERM/SIGINT. Every other option is a field of
+    ``settings.EndpointSettings`` (flag ``--<field>``, env ``JOBWORKER_<FIELD>``)."""
     registry = load_registry(args.tasks)
-    limit = getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES
-    flag = getattr(args, "max_concurrency", None)
-    concurrency_raw = str(flag) if flag is not None else os.environ.get("JOBWORKER_MAX_CONCURRENCY", "")
-    try:
-        concurrency = int(concurrency_raw) if concurrency_raw.strip() else DEFAULT_MAX_CONCURRENCY
-    except ValueError:
-        raise errors.ConfigurationError(
-            f"max_concurrency: {concurrency_raw!r} is not a whole number (deliveries handled at once)"
-        ) from None
-    timeout_raw = getattr(args, "body_timeout", None) or os.environ.get("JOBWORKER_BODY_TIMEOUT", "").strip()
-    body_timeout = (
-        parse_duration(timeout_raw, field="body_timeout").total_seconds() if timeout_raw else DEFAULT_BODY_TIMEOUT
-    )
+    flags = {f: getattr(args, f, None) for f in _FLAGS}
+    for name in ("body_timeout", "replay_timeout"):  # durations: "30s", "500ms" or bare seconds
+        raw = flags[name]
+        if raw is not None:
+            flags[name] = parse_duration(raw, field=f"--{name.replace('_', '-')}").total_seconds()
+    settings = EndpointSettings.from_env(**flags)
     app = create_app(
         registry,
         QStashConfig.from_env(publish=False),
-        max_body_bytes=limit,
-        max_concurrency=concurrency,
-        body_timeout=body_timeout,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+        body_timeout=settings.body_timeout,
+        seen_tokens=default_seen_tokens(settings),
     )
-    host = getattr(args, "host", None) or "127.0.0.1"
-    port = getattr(args, "port", None) or 8080
-    log.info("serving %d jobs on http://%s:%d%s<name>", len(registry), host, port, ROUTE_PREFIX)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    asyncio.run(_serve(app, settings, len(registry)))
     return 0
+
+
+_FLAGS = ("host", "port", "max_body_bytes", "max_concurrency", "body_timeout", "replay_database_url", "replay_timeout")
+
+
+async def _serve(app: web.Application, settings: EndpointSettings, jobs: int) -> None:
+    store = app[RECEIVER].seen_tokens
+    try:
+        await _serve_with(app, settings, jobs, store)
+    finally:
+        if isinstance(store, PostgresSeenTokens):
+            await store.close()
+
+
+async def _serve_with(app: web.Application, settings: EndpointSettings, jobs: int, store: SeenTokens) -> None:
+    if isinstance(store, PostgresSeenTokens):
+        await store.check()  # a missing table is a setup error: say so now, not as a 503 per delivery
+    runtime = EndpointRuntime(app, host=settings.host, port=settings.port)
+    loop = asyncio.get_running_loop()
+    for sig in (os_signal.SIGTERM, os_signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stop)
+    task = asyncio.create_task(runtime.run())
+    started = asyncio.create_task(runtime.started.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if runtime.started.is_set():
+        replay_store = "a shared table" if isinstance(store, PostgresSeenTokens) else "this process's memory"
+        log.info(
+            "serving %d jobs on http://%s:%d%s<name>; signatures recorded in %s",
+            jobs,
+            settings.host,
+            runtime.port,
+            ROUTE_PREFIX,
+            replay_store,
+        )
+    started.cancel()
+    await task

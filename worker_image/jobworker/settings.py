@@ -152,3 +152,52 @@ class ConnectionSettings:
             "keepalives_count": 3,
             "tcp_user_timeout": round(self.tcp_user_timeout * 1000),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointSettings:
+    """Options of the QStash job endpoint (``jobworker serve``, ``create_app``, ``asgi_app``).
+
+    Env: ``JOBWORKER_<FIELD>``; a ``jobworker serve`` flag of the same name wins.
+    """
+
+    host: str = "0.0.0.0"
+    """Address ``jobworker serve`` listens on."""
+    port: int = 8080
+    """Port ``jobworker serve`` listens on; 0 picks a free one (logged at start)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest body accepted; a larger one is answered 489 (QStash does not retry it)."""
+    max_concurrency: int = 64
+    """Deliveries handled at once by one process, handlers included; the next gets 503 with Retry-After."""
+    body_timeout: float = 30.0
+    """Seconds a signed request gets to send its body (408 after that)."""
+    replay_database_url: str | None = None
+    """PostgreSQL URL of the table in which every replica records the signatures it ran
+    (_private_jobworker_seen_signatures, created by ``jobworker migrate``), so a delivery replayed to another
+    replica is refused. Unset: each process remembers its own, enough for one replica. Never derived from
+    DATABASE_URL; set it to the same value to share that database. While it is unreachable, deliveries get
+    503 and are not run."""
+    replay_timeout: float = 5.0
+    """Seconds recording a signature in the replay database may take before the delivery gets 503."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise errors.ConfigurationError(f"port (JOBWORKER_PORT): {self.port!r} must be 0..65535")
+        for name in ("max_body_bytes", "max_concurrency"):
+            if getattr(self, name) < 1:
+                raise errors.ConfigurationError(f"{name} (JOBWORKER_{name.upper()}): must be at least 1")
+        for name in ("body_timeout", "replay_timeout"):
+            if getattr(self, name) <= 0:
+                raise errors.ConfigurationError(f"{name} (JOBWORKER_{name.upper()}): must be greater than 0 seconds")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EndpointSettings:
+        """Defaults, then env vars, then explicit overrides (CLI flags); None overrides are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"JOBWORKER_{f.name.upper()}", "").strip()
+            if raw:
+                values[f.name] = _coerce(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

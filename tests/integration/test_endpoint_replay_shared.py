@@ -1,0 +1,217 @@
+"""Two ``jobworker serve`` replicas sharing one PostgreSQL replay table (JOBWORKER_REPLAY_DATABASE_URL).
+
+The stand-in QStash, driven by the real ``qstash`` SDK, delivers to replica A at the one public URL both
+replicas serve; a captured delivery is then replayed to replica B. Each handler run appends a line to one
+calls file both processes share, so "ran exactly once" is read across the replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+from qstash import AsyncQStash
+
+from tests.integration.runtime import eventually, fetch
+from tests.pg import PgServer
+from tests.qstash_standin import QStashStandIn, running_standin, signature
+from tests.serve_process import REPO, Served, serve
+from tests.tcp_proxy import TcpProxy
+
+TABLE = "graphile_worker._private_jobworker_seen_signatures"
+
+
+@dataclass
+class Replicas:
+    a: Served
+    b: Served
+    standin: QStashStandIn
+    calls_file: Path
+
+    @property
+    def public(self) -> str:
+        """The destination QStash calls (replica A's address) and every signature names."""
+        return self.a.url("record")
+
+    def sign(self, body: bytes) -> str:
+        return signature(self.standin.current_key, self.public, body)
+
+    def texts(self) -> list[str]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line)["text"] for line in self.calls_file.read_text().splitlines()]
+
+    async def post(self, replica: Served, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(replica.url("record"), content=body, headers=headers, timeout=60)
+
+
+def replica_env(standin: QStashStandIn, replay_url: str, calls_file: Path, **extra: str) -> dict[str, str]:
+    return {
+        "QSTASH_CURRENT_SIGNING_KEY": standin.current_key,
+        "QSTASH_NEXT_SIGNING_KEY": standin.next_key,
+        "JOBWORKER_REPLAY_DATABASE_URL": replay_url,
+        "ENDPOINT_TEST_CALLS": str(calls_file),
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def replicas(replay_url: str, tmp_path: Path, **extra: str) -> AsyncIterator[Replicas]:
+    """Replicas A and B; B's QSTASH_CALLBACK_URL is A's address, as behind one load balancer."""
+    calls_file = tmp_path / "calls.jsonl"
+    async with running_standin() as standin:
+        env = replica_env(standin, replay_url, calls_file, **extra)
+        with contextlib.ExitStack() as stack:
+            # Started in a thread: serve() polls /healthz with blocking sleeps, and a TcpProxy in this
+            # event loop must keep forwarding the replicas' start-up check meanwhile.
+            a = await asyncio.to_thread(stack.enter_context, serve(env=env))
+            b = await asyncio.to_thread(stack.enter_context, serve(env={**env, "QSTASH_CALLBACK_URL": a.base}))
+            yield Replicas(a, b, standin, calls_file)
+
+
+async def test_a_delivery_captured_at_one_replica_and_replayed_to_the_other_does_not_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with replicas(db_url, tmp_path) as r:
+        client = AsyncQStash(r.standin.token, base_url=r.standin.url)
+        sent = await client.message.publish_json(url=r.public, body={"text": "captured"}, retries=0)
+        message = await r.standin.settled(sent.message_id)  # type: ignore[union-attr]
+        assert message.state == "delivered", message.attempts
+        captured = message.attempts[0].request_headers
+        # The replay changes what the signature does not cover, and goes to the replica that did not run it.
+        forged = {**captured, "Upstash-Message-Id": "msg_forged", "Jobworker-Max-Attempts": "99"}
+        for replica in (r.b, r.a):
+            replay = await r.post(replica, message.body, forged)
+            assert replay.status_code == 409, replay.text
+            assert replay.json()["error"]["code"] == "jobs.replayed"
+        assert r.texts() == ["captured"]
+        assert await fetch(db_url, f"select count(*) as n from {TABLE}") == [{"n": 1}]  # type: ignore[arg-type]
+
+
+async def test_the_same_signature_sent_to_both_replicas_at_once_runs_once(db_url: str, tmp_path: Path) -> None:
+    async with replicas(db_url, tmp_path) as r:
+        bodies = [json.dumps({"text": f"race-{i}"}).encode() for i in range(12)]
+
+        async def race(body: bytes) -> list[int]:
+            headers = {"Upstash-Signature": r.sign(body), "Upstash-Message-Id": "msg_race"}
+            replies = await asyncio.gather(r.post(r.a, body, headers), r.post(r.b, body, headers))
+            return sorted(reply.status_code for reply in replies)
+
+        outcomes = await asyncio.gather(*(race(body) for body in bodies))
+        assert outcomes == [[200, 409]] * len(bodies)
+        assert sorted(r.texts()) == sorted(f"race-{i}" for i in range(12))
+
+
+async def test_expired_signatures_are_pruned_a_few_per_delivery(db_url: str, tmp_path: Path) -> None:
+    await fetch(
+        db_url,
+        f"insert into {TABLE} (jti, expires_at) "  # type: ignore[arg-type]
+        "select 'old_' || i, now() - interval '1 hour' from generate_series(1, 25) i",
+    )
+    # Expired, but within the minute of slack left for clock skew: kept.
+    await fetch(db_url, f"insert into {TABLE} values ('recent', now() - interval '5 seconds')")  # type: ignore[arg-type]
+
+    async def old_rows() -> int:
+        rows = await fetch(db_url, f"select count(*) as n from {TABLE} where jti like 'old_%%'")  # type: ignore[arg-type]
+        return int(rows[0]["n"])
+
+    async with replicas(db_url, tmp_path) as r:
+        remaining = []
+        for i in range(3):
+            body = json.dumps({"text": f"prune-{i}"}).encode()
+            reply = await r.post(r.a if i % 2 == 0 else r.b, body, {"Upstash-Signature": r.sign(body)})
+            assert reply.status_code == 200, reply.text
+            remaining.append(await old_rows())
+        assert remaining == [15, 5, 0], "each delivery removes at most 10 expired rows"
+        rows = await fetch(db_url, f"select jti from {TABLE} order by jti")  # type: ignore[arg-type]
+        assert len(rows) == 4 and "recent" in [row["jti"] for row in rows]
+
+
+def database_connections(pg: PgServer, url: str, *, allow: bool) -> None:
+    """Let the replicas' database take connections, or refuse them and end the open ones (as a restart does)."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(f'alter database "{name}" allow_connections {str(allow).lower()}')  # type: ignore[arg-type]
+        if not allow:
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [name])
+
+
+async def test_database_down_answers_503_and_the_retry_after_recovery_runs_once(
+    pg: PgServer, db_url: str, tmp_path: Path
+) -> None:
+    async with replicas(db_url, tmp_path) as r:
+        warm = json.dumps({"text": "warm"}).encode()  # the replicas hold pooled connections when it goes down
+        assert (await r.post(r.a, warm, {"Upstash-Signature": r.sign(warm)})).status_code == 200
+        database_connections(pg, db_url, allow=False)
+        try:
+            # Straight to each replica: 503 with Retry-After, and the handler did not run.
+            for replica in (r.a, r.b):
+                body = json.dumps({"text": "while-down"}).encode()
+                reply = await r.post(replica, body, {"Upstash-Signature": r.sign(body)})
+                assert reply.status_code == 503, reply.text
+                assert reply.json()["error"]["code"] == "jobs.replay_store_unavailable"
+                assert int(reply.headers["Retry-After"]) >= 1
+            client = AsyncQStash(r.standin.token, base_url=r.standin.url)
+            sent = await client.message.publish_json(url=r.public, body={"text": "delivered-later"}, retries=20)
+            message = r.standin.messages[sent.message_id]  # type: ignore[union-attr]
+
+            async def statuses() -> list[int]:
+                return [a.status for a in message.attempts]
+
+            await eventually(statuses, lambda s: 503 in s, within=30, what="a 503 while the database is down")
+            assert message.attempts[0].headers.get("Retry-After") == "30"
+        finally:
+            database_connections(pg, db_url, allow=True)
+        settled = await r.standin.settled(message.id, within=60)
+        assert settled.state == "delivered", settled.attempts
+        codes = [a.status for a in settled.attempts]
+        assert codes[-1] == 200 and set(codes[:-1]) == {503}, codes
+        assert r.texts() == ["warm", "delivered-later"]
+
+
+async def test_a_frozen_database_answers_503_within_the_replay_timeout(db_url: str, tmp_path: Path) -> None:
+    proxy = await TcpProxy.to_database(db_url)
+    try:
+        async with replicas(proxy.url(db_url), tmp_path, JOBWORKER_REPLAY_TIMEOUT="1s") as r:
+            proxy.freeze()  # no reply, no reset: what a partition looks like
+            try:
+                body = json.dumps({"text": "frozen"}).encode()
+                reply = await r.post(r.a, body, {"Upstash-Signature": r.sign(body)})
+                assert reply.status_code == 503 and "Retry-After" in reply.headers, reply.text
+            finally:
+                proxy.thaw()
+            again = json.dumps({"text": "thawed"}).encode()
+
+            async def status() -> int:
+                return (await r.post(r.a, again, {"Upstash-Signature": r.sign(again)})).status_code
+
+            await eventually(status, lambda code: code == 200, within=30, what="a delivery after the thaw")
+            assert r.texts() == ["thawed"]
+    finally:
+        await proxy.close()
+
+
+def test_serve_refuses_to_start_when_the_replay_table_is_missing(empty_db_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBWORKER_", "QSTASH_"))}
+    env.update(
+        PYTHONPATH=str(REPO),
+        QSTASH_CURRENT_SIGNING_KEY="sig_current",
+        QSTASH_NEXT_SIGNING_KEY="sig_next",
+        QSTASH_CALLBACK_URL="https://jobs.example.com",
+        JOBWORKER_REPLAY_DATABASE_URL=empty_db_url,
+    )
+    argv = [sys.executable, "-m", "jobworker", "serve", "--tasks", "tests.endpoint_jobs", "--port", "0"]
+    result = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "_private_jobworker_seen_signatures" in line and "jobworker migrate" in line, line
