@@ -204,6 +204,7 @@ class JobStore:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called (a session store still reconnects if used again; a pool does not)."""
         return self._closed
 
     def _kwargs(self) -> dict[str, Any]:
@@ -238,9 +239,7 @@ class JobStore:
         assert options is not None
         async with self._pool_lock:
             if self._pool is None:
-                kwargs = self._kwargs()
-                if options.prepare_threshold != 5:
-                    kwargs["prepare_threshold"] = options.prepare_threshold
+                kwargs = {**self._kwargs(), "prepare_threshold": options.prepare_threshold}
                 pool: psycopg_pool.AsyncConnectionPool[AsyncConn] = psycopg_pool.AsyncConnectionPool(
                     self.database_url,
                     min_size=options.min_size,
