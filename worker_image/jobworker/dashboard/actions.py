@@ -51,7 +51,7 @@ class Actions:
     async def _unlocked(self, job_ids: list[int]) -> tuple[list[int], list[int]]:
         if not job_ids:
             raise errors.ConfigurationError("job_ids: choose at least one job")
-        free = [r["id"] for r in await self.store.unlocked_jobs(job_ids)]
+        free = [r.id for r in await self.store.unlocked_jobs(job_ids)]
         return free, sorted(set(job_ids) - set(free))
 
     def _log(self, actor: str, outcome: Outcome, **details: object) -> Outcome:
@@ -77,9 +77,9 @@ class Actions:
         if not job_ids:
             raise errors.ConfigurationError("job_ids: choose at least one job")
         # reschedule_jobs moves run_at to now unless given one: keep each job's own run_at.
-        by_run_at: dict[datetime, list[int]] = {}
+        by_run_at: dict[datetime | None, list[int]] = {}
         for r in rows:
-            by_run_at.setdefault(r["run_at"], []).append(r["id"])
+            by_run_at.setdefault(r.run_at, []).append(r.id)
         done: list[int] = []
         for run_at, ids in by_run_at.items():
             done += await self.utils.reschedule_jobs(ids, run_at=run_at, priority=priority)
@@ -105,7 +105,7 @@ class Actions:
         rows = await self.store.unlocked_jobs(job_ids) if job_ids else []
         if not job_ids:
             raise errors.ConfigurationError("job_ids: choose at least one job")
-        failed = [r["id"] for r in rows if r["attempts"] >= r["max_attempts"]]
+        failed = [r.id for r in rows if r.attempts >= r.max_attempts]
         done = await self.utils.reschedule_jobs(failed, run_at=datetime.now(UTC), attempts=0) if failed else []
         return self._log(actor, _outcome("requeue", job_ids, done, "re-enqueued"))
 
@@ -120,18 +120,18 @@ class Actions:
         found = await self.store.job_by_key(job_key)  # only to say why nothing was deleted
         if found is None:
             return self._log(actor, Outcome("delete_key", [], [], f"no job has key {job_key!r}"), key=job_key)
-        outcome = Outcome("delete_key", [], [found["id"]], f"job {found['id']} is running; left alone")
+        outcome = Outcome("delete_key", [], [found.id], f"job {found.id} is running; left alone")
         return self._log(actor, outcome, key=job_key)
 
     async def retry_group(self, actor: str, task: str, first_line: str) -> Outcome:
         """Run a failure group's jobs now; permanently failed ones get their attempts back."""
         rows = await self.store.failure_group_jobs(task, first_line)
-        failed = [r["id"] for r in rows if r["attempts"] >= r["max_attempts"]]
-        retrying = [r["id"] for r in rows if r["attempts"] < r["max_attempts"]]
+        failed = [r.id for r in rows if r.attempts >= r.max_attempts]
+        retrying = [r.id for r in rows if r.attempts < r.max_attempts]
         now = datetime.now(UTC)
         done = await self.utils.reschedule_jobs(failed, run_at=now, attempts=0) if failed else []
         done += await self.utils.reschedule_jobs(retrying, run_at=now) if retrying else []
-        ids = [r["id"] for r in rows]
+        ids = [r.id for r in rows]
         return self._log(actor, _outcome("retry_group", ids, done, "will run now"), task=task, first_line=first_line)
 
     async def sweep(self, actor: str, *, threshold: str, dry_run: bool) -> Outcome:

@@ -191,7 +191,7 @@ async def jobs_page(request: web.Request) -> web.Response:
     f = JobFilter(state, _opt(request, "task"), _opt(request, "queue"), _opt(request, "key"), _opt(request, "error"))
     found = await dash.store.list_jobs(f, before=before, limit=pages_size(request) + 1)
     size = pages_size(request)
-    next_before = found[size - 1]["id"] if len(found) > size else None
+    next_before = found[size - 1].id if len(found) > size else None
     tasks, queues = await dash.store.filter_options()
     return html(pages.jobs(dash.view(request), f, found[:size], tasks, queues, next_before))
 
@@ -239,11 +239,11 @@ async def queues_page(request: web.Request) -> web.Response:
 
 async def schedules_page(request: web.Request) -> web.Response:
     dash = request.app[KEY]
-    known = {r["identifier"]: r for r in await dash.store.schedules()}
+    known = {r.identifier: r for r in await dash.store.schedules()}
     now = datetime.now(UTC)
     rows = []
     for e in dash.settings.schedules:
-        r = known.pop(e.id, {})
+        r = known.pop(e.id, None)
         rows.append(
             pages.ScheduleRow(
                 e.id,
@@ -251,12 +251,12 @@ async def schedules_page(request: web.Request) -> web.Response:
                 e.cron,
                 e.timezone,
                 crontab.next_tick(e, now),
-                r.get("known_since"),
-                r.get("last_execution"),
+                r.known_since if r else None,
+                r.last_execution if r else None,
             )
         )
-    for ident, r in sorted(known.items()):  # seen by a scheduler, but not in this dashboard's definitions
-        rows.append(pages.ScheduleRow(ident, None, None, None, None, r["known_since"], r["last_execution"]))
+    for ident, seen in sorted(known.items()):  # seen by a scheduler, but not in this dashboard's definitions
+        rows.append(pages.ScheduleRow(ident, None, None, None, None, seen.known_since, seen.last_execution))
     return html(pages.schedules(dash.view(request), rows, bool(dash.settings.schedules)))
 
 

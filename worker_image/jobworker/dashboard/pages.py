@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from html import escape
 from importlib import resources
 from string import Template
-from typing import Any
 from urllib.parse import urlencode
 
+from jobworker.dashboard import queries as q
 from jobworker.dashboard.actions import ACTIONS, Outcome
 from jobworker.dashboard.store import STATES, JobFilter, Overview
 
@@ -214,7 +214,7 @@ def _select(name: str, label: str, options: Sequence[str], chosen: str | None) -
 def jobs(
     view: View,
     f: JobFilter,
-    found: list[dict[str, Any]],
+    found: list[q.JobRow],
     tasks: list[str],
     queues: list[str],
     next_before: int | None,
@@ -243,20 +243,20 @@ def jobs(
     ]
     rows = []
     for j in found:
-        first = (j["last_error"] or "").split("\n", 1)[0][:120]
+        first = (j.last_error or "").split("\n", 1)[0][:120]
         cells = [
-            f'<a href="{esc(view.base)}/jobs/{j["id"]}">{j["id"]}</a>',
-            f'<span class="state-{j["state"]}">{j["state"]}</span>',
-            esc(j["task_identifier"]),
-            esc(j["queue_name"] or "-"),
-            f"{j['attempts']}/{j['max_attempts']}",
-            str(j["priority"]),
-            when(j["run_at"]),
-            esc(j["key"] or ""),
+            f'<a href="{esc(view.base)}/jobs/{j.id}">{j.id}</a>',
+            f'<span class="state-{j.state}">{j.state}</span>',
+            esc(j.task_identifier),
+            esc(j.queue_name or "-"),
+            f"{j.attempts}/{j.max_attempts}",
+            str(j.priority),
+            when(j.run_at),
+            esc(j.key or ""),
             esc(first),
         ]
         if view.actions:
-            box = f'<input type="checkbox" name="job_id" value="{j["id"]}" aria-label="Select job {j["id"]}">'
+            box = f'<input type="checkbox" name="job_id" value="{j.id}" aria-label="Select job {j.id}">'
             cells.insert(0, box)
         rows.append(cells)
     listing = table(f"{len(found)} job(s), newest first", headers, rows)
@@ -296,50 +296,50 @@ def jobs(
     return layout(view, "jobs", "Jobs", flash + filters + listing + pager + delete)
 
 
-def job(view: View, j: dict[str, Any]) -> str:
+def job(view: View, j: q.JobDetail) -> str:
     if view.hide_payloads:
         payload = '<p class="muted">Payloads are hidden (--hide-payloads).</p>'
     else:
-        text = j["payload_text"] or ""
+        text = j.payload_text or ""
         cut = len(text.encode()) > PAYLOAD_CAP
         try:
             pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False) if not cut else text[:PAYLOAD_CAP]
         except ValueError:
             pretty = text
-        note = f'<p class="muted">Showing the first {PAYLOAD_CAP // 1024} KiB of {j["payload_bytes"]:,} bytes.</p>'
+        note = f'<p class="muted">Showing the first {PAYLOAD_CAP // 1024} KiB of {j.payload_bytes:,} bytes.</p>'
         payload = f"<pre>{esc(pretty)}</pre>" + (note if cut else "")
     lock = "-"
-    if j["locked_by"]:
-        owner = "registered worker" if j["lock_owner_registered"] else "unregistered owner (Node or Rust worker?)"
-        lock = f"{esc(j['locked_by'])} ({owner}) for {seconds(j['locked_seconds'])}"
+    if j.locked_by:
+        owner = "registered worker" if j.lock_owner_registered else "unregistered owner (Node or Rust worker?)"
+        lock = f"{esc(j.locked_by)} ({owner}) for {seconds(j.locked_seconds)}"
     fields = [
-        ("State", f'<span class="state-{j["state"]}">{j["state"]}</span>'),
-        ("Task", esc(j["task_identifier"])),
-        ("Queue", esc(j["queue_name"] or "-")),
-        ("Attempts", f"{j['attempts']} of {j['max_attempts']}"),
-        ("Run at", when(j["run_at"])),
-        ("Priority", str(j["priority"])),
-        ("Flags", esc(", ".join(sorted(j["flags"])) if j["flags"] else "-")),
-        ("Key", esc(j["key"] or "-")),
-        ("Revision", str(j["revision"])),
+        ("State", f'<span class="state-{j.state}">{j.state}</span>'),
+        ("Task", esc(j.task_identifier)),
+        ("Queue", esc(j.queue_name or "-")),
+        ("Attempts", f"{j.attempts} of {j.max_attempts}"),
+        ("Run at", when(j.run_at)),
+        ("Priority", str(j.priority)),
+        ("Flags", esc(", ".join(sorted(j.flags)) if j.flags else "-")),
+        ("Key", esc(j.key or "-")),
+        ("Revision", str(j.revision)),
         ("Locked by", lock),
-        ("Created", when(j["created_at"])),
-        ("Updated", when(j["updated_at"])),
+        ("Created", when(j.created_at)),
+        ("Updated", when(j.updated_at)),
     ]
     dl = '<dl class="fields">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in fields) + "</dl>"
-    err = f"<h2>Last error</h2><pre>{esc(j['last_error'])}</pre>" if j["last_error"] else ""
+    err = f"<h2>Last error</h2><pre>{esc(j.last_error)}</pre>" if j.last_error else ""
     acts = ""
-    if view.actions and j["state"] != "running":
-        ids = {"job_id": j["id"]}
+    if view.actions and j.state != "running":
+        ids: dict[str, object] = {"job_id": j.id}
         acts = '<h2>Actions</h2><div class="actions">' + "".join(
             action_button(view, a, ids) for a in ("run_now", "priority", "fail", "complete")
         )
-        if j["state"] == "failed":
+        if j.state == "failed":
             acts += action_button(view, "requeue", ids)
         acts += "</div>"
     elif view.actions:
         acts = '<p class="muted">This job is running; the dashboard does not act on running jobs.</p>'
-    return layout(view, "jobs", f"Job {j['id']}", dl + acts + "<h2>Payload</h2>" + payload + err)
+    return layout(view, "jobs", f"Job {j.id}", dl + acts + "<h2>Payload</h2>" + payload + err)
 
 
 # -- confirmation and results ---------------------------------------------------------------------
@@ -368,18 +368,18 @@ def error(view: View, status: int, message: str) -> str:
 
 
 # -- failures, workers, queues, schedules ---------------------------------------------------------
-def failures(view: View, groups: list[dict[str, Any]]) -> str:
+def failures(view: View, groups: list[q.FailureGroup]) -> str:
     rows = []
     for g in groups:
-        params = urlencode({"state": "", "task": g["task_identifier"], "error": g["first_line"]})
+        params = urlencode({"state": "", "task": g.task_identifier, "error": g.first_line})
         rows.append(
             [
-                esc(g["task_identifier"]),
-                f'<a href="{esc(view.base)}/jobs?{esc(params)}"><code>{esc(g["first_line"][:200])}</code></a>',
-                str(g["failed"]),
-                str(g["retrying"]),
-                when(g["last_seen"]),
-                action_button(view, "retry_group", {"task": g["task_identifier"], "first_line": g["first_line"]}),
+                esc(g.task_identifier),
+                f'<a href="{esc(view.base)}/jobs?{esc(params)}"><code>{esc(g.first_line[:200])}</code></a>',
+                str(g.failed),
+                str(g.retrying),
+                when(g.last_seen),
+                action_button(view, "retry_group", {"task": g.task_identifier, "first_line": g.first_line}),
             ]
         )
     headers = ["Task", "First line of the error", "Failed", "Retrying", "Last seen", "" if view.actions else "-"]
@@ -387,22 +387,22 @@ def failures(view: View, groups: list[dict[str, Any]]) -> str:
     return layout(view, "failures", "Failures", listing)
 
 
-def workers(view: View, found: list[dict[str, Any]], unregistered: list[dict[str, Any]], stale_after: float) -> str:
+def workers(view: View, found: list[q.WorkerRow], unregistered: list[q.UnregisteredLock], stale_after: float) -> str:
     rows = []
     for w in found:
-        age = float(w["heartbeat_age_seconds"])
+        age = float(w.heartbeat_age_seconds)
         status = "stale" if age > stale_after else "live"
         running = ", ".join(
             f'<a href="{esc(view.base)}/jobs/{r["id"]}">{r["id"]}</a> {esc(r["task"])} ({seconds(r["seconds"])})'
-            for r in w["running"]
+            for r in w.running
         )
         rows.append(
             [
-                esc(w["id"]),
+                esc(w.id),
                 f'<span class="state-{"failed" if status == "stale" else "running"}">{status}</span>',
-                when(w["last_heartbeat_at"]),
+                when(w.last_heartbeat_at),
                 seconds(age),
-                when(w["started_at"]),
+                when(w.started_at),
                 running or "-",
             ]
         )
@@ -411,9 +411,7 @@ def workers(view: View, found: list[dict[str, Any]], unregistered: list[dict[str
         ["Worker", "Status", "Last heartbeat", "Age", "Started", "Running (held for)"],
         rows,
     )
-    orphan_rows = [
-        [esc(u["locked_by"]), str(u["jobs"]), str(u["queues"]), seconds(u["oldest_lock_seconds"])] for u in unregistered
-    ]
+    orphan_rows = [[esc(u.locked_by), str(u.jobs), str(u.queues), seconds(u.oldest_lock_seconds)] for u in unregistered]
     orphans = table(
         "Locks held by unregistered owners (graphile-worker in Node or Rust, or a worker already swept)",
         ["Lock holder", "Jobs", "Queues", "Oldest lock"],
@@ -430,16 +428,16 @@ def workers(view: View, found: list[dict[str, Any]], unregistered: list[dict[str
     return layout(view, "workers", "Workers", registered + "<h2>Unregistered lock holders</h2>" + orphans + sweep)
 
 
-def queues(view: View, found: list[dict[str, Any]]) -> str:
+def queues(view: View, found: list[q.QueueRow]) -> str:
     rows = [
         [
-            f'<a href="{esc(view.base)}/jobs?{esc(urlencode({"queue": q["queue_name"]}))}">{esc(q["queue_name"])}</a>',
-            esc(q["locked_by"] or "-"),
-            seconds(q["locked_seconds"]) if q["locked_by"] else "-",
-            str(q["depth"]),
-            str(q["due"]),
+            f'<a href="{esc(view.base)}/jobs?{esc(urlencode({"queue": row.queue_name}))}">{esc(row.queue_name)}</a>',
+            esc(row.locked_by or "-"),
+            seconds(row.locked_seconds) if row.locked_by else "-",
+            str(row.depth),
+            str(row.due),
         ]
-        for q in found
+        for row in found
     ]
     headers = ["Queue", "Locked by", "Locked for", "Depth", "Due now"]
     listing = table("Named queues (each runs one job at a time)", headers, rows, numeric=(3, 4))
