@@ -203,3 +203,12 @@ async def test_replicas_sharing_a_secret_accept_each_others_forms(client: Client
     assert exists(db_url, seeded.ready)
     assert (await two.post("/actions/complete", data=form, headers=user)).status == 200
     assert not exists(db_url, seeded.ready)
+
+
+async def test_exact_count_on_request_is_a_still_picture(client: Client, seeded: Seeded) -> None:
+    c = await client(base_path="/ops")
+    live = await (await c.get("/ops/")).text()
+    assert 'data-live="/partials/overview"' in live
+    exact = await (await c.get("/ops/?exact=1")).text()
+    assert "data-live" not in exact and "Every row counted" in exact and 'href="/ops/"' in exact
+    assert re.search(r'data-state="ready">2<', exact)

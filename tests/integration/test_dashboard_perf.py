@@ -70,3 +70,29 @@ def test_jobs_page_walks_the_primary_key(big_url: str) -> None:
     assert any(n.get("Index Name") == "_private_jobs_pkey" for n in nodes)
     params["before"] = BIG_ROWS // 2
     assert any(n.get("Index Name") == "_private_jobs_pkey" for n in plan(big_url, "dashboard_list_jobs", params))
+
+
+async def test_big_table_counts_are_labelled_estimates_and_exact_on_request(big_url: str) -> None:
+    from jobworker.dashboard import pages
+    from jobworker.dashboard.store import DashboardStore
+
+    with psycopg.connect(big_url) as conn:
+        [[failed]] = conn.execute(
+            "select count(*) from graphile_worker._private_jobs where locked_at is null and attempts >= max_attempts"
+        ).fetchall()
+        [[total]] = conn.execute("select count(*) from graphile_worker._private_jobs").fetchall()
+    store = DashboardStore(big_url, "graphile_worker", read_only=True, refresh=3600)
+    await store.open()
+    try:
+        live = await store.overview()
+        exact = await store.exact_counts()
+        sent = store.queries_run
+        assert await store.exact_counts() is exact and store.queries_run == sent  # reused, not counted again
+    finally:
+        await store.close()
+    assert live.sampled_percent is not None
+    text = pages.overview_live(live, "/jobs")
+    assert "Estimated counts." in text and 'href="/jobs/?exact=1"' in text and "Ready (estimated)" in text
+    assert exact.sampled_percent is None and exact.counted_in_ms is not None
+    assert exact.total("failed") == failed and sum(c.count for c in exact.counts) == total
+    assert "Every row counted" in pages.overview_live(exact, "/jobs") and "≈" not in pages.overview_live(exact, "")

@@ -170,11 +170,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def overview(request: web.Request) -> web.Response:
     dash = request.app[KEY]
-    return html(pages.overview(dash.view(request), await dash.store.overview()))
+    exact = request.query.get("exact") == "1"
+    snap = await (dash.store.exact_counts() if exact else dash.store.overview())
+    return html(pages.overview(dash.view(request), snap))
 
 
 async def overview_partial(request: web.Request) -> web.Response:
-    return html(pages.overview_live(await request.app[KEY].store.overview()))
+    dash = request.app[KEY]
+    return html(pages.overview_live(await dash.store.overview(), dash.settings.base_path))
 
 
 def _opt(request: web.Request, name: str) -> str | None:

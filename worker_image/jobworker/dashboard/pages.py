@@ -108,10 +108,13 @@ def action_button(view: View, action: str, hidden: dict[str, object], *, label: 
 
 # -- overview -------------------------------------------------------------------------------------
 def overview(view: View, snap: Overview) -> str:
-    return layout(view, "", "Overview", f'<div id="live" data-live="/partials/overview">{overview_live(snap)}</div>')
+    if snap.counted_in_ms is not None:  # an exact count on request: a still picture, not polled
+        return layout(view, "", "Overview", f'<div id="counted">{overview_live(snap, view.base)}</div>')
+    live = f'<div id="live" data-live="/partials/overview">{overview_live(snap, view.base)}</div>'
+    return layout(view, "", "Overview", live)
 
 
-def overview_live(snap: Overview) -> str:
+def overview_live(snap: Overview, base: str) -> str:
     approx = "≈" if snap.sampled_percent is not None else ""
     labels = {
         "ready": "Ready",
@@ -120,8 +123,9 @@ def overview_live(snap: Overview) -> str:
         "running": "Running",
         "failed": "Failed permanently",
     }
+    kind = " (estimated)" if approx else ""
     cards = "".join(
-        f'<div><dt>{labels[s]}</dt><dd data-state="{s}">{approx}{snap.total(s):,}</dd></div>' for s in STATES
+        f'<div><dt>{labels[s]}{kind}</dt><dd data-state="{s}">{approx}{snap.total(s):,}</dd></div>' for s in STATES
     )
     cards += f"<div><dt>Oldest waiting</dt><dd data-oldest>{seconds(snap.oldest_waiting_seconds)}</dd></div>"
     cards += f"<div><dt>Live workers</dt><dd data-workers-live>{snap.workers_live}</dd></div>"
@@ -130,9 +134,18 @@ def overview_live(snap: Overview) -> str:
     if snap.sampled_percent is not None:
         scale = 100 / snap.sampled_percent
         note = (
-            f'<p class="muted">Counts are estimated from a {snap.sampled_percent:.2g}% block sample (the table is '
-            f"large): each sampled job stands for about {scale:,.0f}, so a rarer state can show ≈0. The oldest "
-            "waiting age and the workers are exact, and the Workers page lists every running job.</p>"
+            f'<p class="notice" role="note" data-estimated><strong>Estimated counts.</strong> Counting every row of '
+            "a table this large takes about a second, too slow to repeat at every refresh, and PostgreSQL keeps no "
+            f"count per state. So these are scaled up from a {snap.sampled_percent:.2g}% block sample: each sampled "
+            f"job stands for about {scale:,.0f}, and a rare state can show ≈0. The oldest waiting age and the workers "
+            f'are exact, and the Workers page lists every running job. <a href="{esc(base)}/?exact=1">Count exactly'
+            "</a> (one full scan, shown as a still picture, reused for 30 s).</p>"
+        )
+    elif snap.counted_in_ms is not None:
+        note = (
+            f'<p class="notice" role="note" data-exact>Every row counted at {when(snap.taken_at)} in '
+            f"{snap.counted_in_ms:,.0f} ms. This view does not refresh. "
+            f'<a href="{esc(base)}/">Back to the live estimate</a>.</p>'
         )
     by: dict[tuple[str, str | None], dict[str, int]] = {}
     for c in snap.counts:
@@ -143,7 +156,7 @@ def overview_live(snap: Overview) -> str:
     ]
     headers = ["Task", "Queue", *(labels[s] for s in STATES)]
     return (
-        f'<dl class="cards">{cards}</dl>{note}<h2>Throughput, last hour</h2>{chart(snap)}'
+        f'{note}<dl class="cards">{cards}</dl><h2>Throughput, last hour</h2>{chart(snap)}'
         f"<h2>By task and queue</h2>{table('Jobs per task, queue and state', headers, rows, numeric=range(2, 7))}"
         f'<p class="muted">Updated {when(snap.taken_at)}</p>'
     )
