@@ -16,15 +16,21 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+import pytest
+from aiohttp import web
 from qstash import AsyncQStash
 
+from jobworker.config import QStashConfig
+from jobworker.endpoint import asgi_app, create_app
+from tests import endpoint_jobs
 from tests.integration.runtime import eventually, fetch
 from tests.pg import PgServer
-from tests.qstash_standin import QStashStandIn, running_standin, signature
-from tests.serve_process import REPO, Served, serve
+from tests.qstash_standin import QStashStandIn, running_standin, serving, signature
+from tests.serve_process import CURRENT, NEXT, REPO, Served, free_port, serve
 from tests.tcp_proxy import TcpProxy
 
 TABLE = "graphile_worker._private_jobworker_seen_signatures"
@@ -215,3 +221,58 @@ def test_serve_refuses_to_start_when_the_replay_table_is_missing(empty_db_url: s
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "_private_jobworker_seen_signatures" in line and "jobworker migrate" in line, line
+
+
+def test_serve_starts_while_the_replay_database_is_unreachable_and_answers_503(db_url: str) -> None:
+    # A port nothing listens on: connections are refused at once.
+    unreachable = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=free_port())
+    with serve(env={"JOBWORKER_REPLAY_DATABASE_URL": unreachable}) as served:
+        body = json.dumps({"text": "unreachable"}).encode()
+        headers = {"Upstash-Signature": served.sign("record", body)}
+        reply = httpx.post(served.url("record"), content=body, headers=headers, timeout=60)
+        assert reply.status_code == 503 and reply.headers["Retry-After"] == "30", reply.text
+        assert reply.json()["error"]["code"] == "jobs.replay_store_unavailable"
+        assert served.calls() == []
+        log = (served.workdir / "stderr.log").read_text()
+    assert "deliveries get 503 until it answers" in log and "could not record its signature" in log, log
+
+
+async def test_create_app_and_asgi_app_share_the_table_named_by_the_env_var(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBWORKER_REPLAY_DATABASE_URL", db_url)
+    monkeypatch.setenv("ENDPOINT_TEST_CALLS", str(tmp_path / "calls.jsonl"))
+    public: list[str] = []
+
+    def config(base: str) -> QStashConfig:
+        public.append(base)
+        return QStashConfig(current_signing_key=CURRENT, next_signing_key=NEXT, callback_url=public[0])
+
+    def aiohttp_replica(base: str) -> web.Application:
+        return create_app(endpoint_jobs.registry, config(base))
+
+    async with serving(aiohttp_replica) as base:
+        asgi = asgi_app(endpoint_jobs.registry, config(base))
+        body = json.dumps({"text": "in-process"}).encode()
+        headers = {"Upstash-Signature": signature(CURRENT, f"{base}/v1/jobs/run/record", body)}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"{base}/v1/jobs/run/record", content=body, headers=headers)).status_code == 200
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://asgi") as client:
+            replay = await client.post("/v1/jobs/run/record", content=body, headers=headers)
+        assert replay.status_code == 409, replay.text
+        await lifespan_shutdown(asgi)  # closes the table's pool the ASGI app opened
+    assert [json.loads(line)["text"] for line in (tmp_path / "calls.jsonl").read_text().splitlines()] == ["in-process"]
+
+
+async def lifespan_shutdown(app: Any) -> None:
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
