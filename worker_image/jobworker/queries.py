@@ -121,6 +121,16 @@ class WorkerCounts:
 
 
 @dataclass(frozen=True)
+class LockHolderRow:
+    """One worker holding jobs (lock_holders.sql), and how many workers hold jobs in all."""
+
+    jobs: int
+    newest_lock_seconds: float
+    oldest_lock_seconds: float
+    holders: int
+
+
+@dataclass(frozen=True)
 class LockTaken:
     taken: bool
 
@@ -218,6 +228,7 @@ QUEUE_STATS = Query("queue_stats", QueueCount)
 QUEUE_STATS_TOP_QUEUES = Query("queue_stats_top_queues", QueueCount)
 LIST_WORKERS = Query("list_workers", WorkerRow)
 COUNT_WORKERS = Query("count_workers", WorkerCounts)
+LOCK_HOLDERS = Query("lock_holders", LockHolderRow)
 
 # -- the stale-worker sweep (one transaction) ------------------------------------------------------
 TRY_SWEEP_LOCK = Query("try_sweep_lock", LockTaken)

@@ -37,7 +37,7 @@ import psycopg_pool
 from psycopg.rows import RowMaker
 
 from jobworker import db, errors, queries, sql
-from jobworker.models import QueueStats, TaskQueueStats
+from jobworker.models import LOCK_HOLDERS, LockHolder, QueueStats, TaskQueueStats
 from jobworker.queries import NoRow, Query
 
 if TYPE_CHECKING:
@@ -369,6 +369,8 @@ class JobStore:
             if r.state == "ready":
                 oldest = max(oldest or 0.0, r.oldest_seconds, 0.0)
         workers = await self.one(queries.COUNT_WORKERS, {"threshold": stale_after.total_seconds()})
+        # The autoscaler's floor: the pods that locked a job within the scale-down grace (operator plan.busy_pods).
+        holders = await self.all(queries.LOCK_HOLDERS, {"limit": LOCK_HOLDERS})
         return QueueStats(
             ready=totals["ready"],
             scheduled=totals["scheduled"],
@@ -378,6 +380,8 @@ class JobStore:
             by_task=[TaskQueueStats(r.task_identifier, r.queue_name, r.state, r.count) for r in rows],
             workers_active=workers.active if workers else 0,
             workers_stale=workers.stale if workers else 0,
+            lock_holders=[LockHolder(h.jobs, h.newest_lock_seconds, h.oldest_lock_seconds) for h in holders],
+            lock_holders_total=holders[0].holders if holders else 0,
         )
 
     async def latest_migration(self) -> int | None:
