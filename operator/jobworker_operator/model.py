@@ -1,21 +1,23 @@
 """Typed view of a ``JobWorkerPool`` with every default applied.
 
 Defaults are written only here, or taken from the runtime where the runtime owns them (worker settings,
-the sweep): ``crds/jobworkerpools.yaml`` repeats them as schema ``default:`` values and in descriptions,
-and ``tests/operator_unit/test_model_defaults.py`` fails when any two layers disagree. A field whose default
-the runtime applies itself (``workers.concurrency``, the options of a schedule entry) has no default
-here or in the CRD: it is left out of the rendered args and files, so ``JOBS_CONCURRENCY`` in
-``workers.env`` and ``define_job(max_attempts=…)`` still apply.
+the sweep). ``crd.py`` maps them onto CRD fields and ``scripts/gen_crd.py`` writes them into
+``crds/jobworkerpools.yaml`` (schema ``default:`` values and descriptions);
+``tests/operator_unit/test_crd.py`` fails when that file is stale or disagrees with ``Pool.from_body``.
+A field whose default the runtime applies itself (``workers.concurrency``, the options of a schedule
+entry) has no default here or in the CRD: it is left out of the rendered args and files, so
+``JOBS_CONCURRENCY`` in ``workers.env`` and ``define_job(max_attempts=…)`` still apply.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, cast
 
-from jobworker import db
-from jobworker.durations import format_duration
+from jobworker import db, errors
+from jobworker.durations import MAX_SECONDS, format_duration, parse_duration
 from jobworker.settings import WorkerSettings
 from jobworker.worker_utils import DEFAULT_RECOVERY_DELAY as RUNTIME_RECOVERY_DELAY
 from jobworker.worker_utils import STALE_AFTER
@@ -58,6 +60,31 @@ DEFAULT_DASHBOARD_HIDE_PAYLOADS = False
 DASHBOARD_PORT = 8081
 # Extra seconds Kubernetes waits after the worker's own graceful shutdown before SIGKILL.
 TERMINATION_GRACE_MARGIN_SECONDS = 15
+
+
+# CRD convention (docs/crd-conventions.md): a time is a duration string such as 30s or 5m, as in the CLI.
+# The integer fields of v1alpha1 are still read, for one release: new name -> deprecated name.
+DEPRECATED_SECONDS: dict[str, str] = {
+    "gracefulShutdown": "gracefulShutdownSeconds",
+    "scaleDownDelay": "scaleDownDelaySeconds",
+    "activeDeadline": "activeDeadlineSeconds",
+    "drainTimeout": "drainTimeoutSeconds",
+}
+
+
+def _seconds(raw: dict[str, Any], name: str, default: int, where: str) -> int:
+    """Whole seconds from the duration field ``name``, else its deprecated integer twin, else ``default``.
+    Rounded up: Kubernetes takes whole seconds, and a shorter deadline than asked would cut work off."""
+    if raw.get(name) is not None:
+        try:
+            return math.ceil(parse_duration(str(raw[name]), field=f"{where}.{name}").total_seconds())
+        except errors.ConfigurationError:
+            # The CRD admits only the duration grammar, so this is one past the 100-year cap: no limit.
+            return int(MAX_SECONDS)
+    old = DEPRECATED_SECONDS[name]
+    if raw.get(old) is not None:
+        return int(raw[old])
+    return default
 
 
 @dataclass(frozen=True)
@@ -282,7 +309,9 @@ def _workers(raw: dict[str, Any]) -> Workers:
             max_replicas=int(auto["maxReplicas"]),
             min_replicas=int(auto.get("minReplicas", DEFAULT_MIN_REPLICAS)),
             target_jobs_per_replica=int(auto.get("targetJobsPerReplica", DEFAULT_TARGET_JOBS_PER_REPLICA)),
-            scale_down_delay_seconds=int(auto.get("scaleDownDelaySeconds", DEFAULT_SCALE_DOWN_DELAY_SECONDS)),
+            scale_down_delay_seconds=_seconds(
+                auto, "scaleDownDelay", DEFAULT_SCALE_DOWN_DELAY_SECONDS, "workers.autoscaling"
+            ),
         )
     return Workers(
         replicas=int(raw.get("replicas", DEFAULT_REPLICAS)),
@@ -293,7 +322,7 @@ def _workers(raw: dict[str, Any]) -> Workers:
         env=tuple(dict(e) for e in raw.get("env") or ()),
         poll_interval=str(raw.get("pollInterval", DEFAULT_POLL_INTERVAL)),
         heartbeat_interval=str(raw.get("heartbeatInterval", DEFAULT_HEARTBEAT_INTERVAL)),
-        graceful_shutdown_seconds=int(raw.get("gracefulShutdownSeconds", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS)),
+        graceful_shutdown_seconds=_seconds(raw, "gracefulShutdown", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS, "workers"),
         autoscaling=autoscaling,
     )
 
@@ -327,8 +356,8 @@ def _migration(raw: dict[str, Any]) -> Migration:
     return Migration(
         enabled=bool(raw.get("enabled", DEFAULT_MIGRATION_ENABLED)),
         backoff_limit=int(raw.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)),
-        active_deadline_seconds=int(raw.get("activeDeadlineSeconds", DEFAULT_ACTIVE_DEADLINE_SECONDS)),
-        drain_timeout_seconds=int(raw.get("drainTimeoutSeconds", DEFAULT_DRAIN_TIMEOUT_SECONDS)),
+        active_deadline_seconds=_seconds(raw, "activeDeadline", DEFAULT_ACTIVE_DEADLINE_SECONDS, "migration"),
+        drain_timeout_seconds=_seconds(raw, "drainTimeout", DEFAULT_DRAIN_TIMEOUT_SECONDS, "migration"),
     )
 
 

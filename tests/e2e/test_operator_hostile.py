@@ -183,6 +183,27 @@ REJECTED = [
         "spec.scheduler.schedules[0].maxAttempts",
     ),
     ({"workers": {"pollInterval": "0s"}}, "workers.pollInterval must be greater than 0"),
+    (
+        {"provider": {"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "http://x.example/cb"}}},
+        "provider.qstash.callbackUrl must be an https:// URL",
+    ),
+    (
+        {
+            "provider": {
+                "type": "qstash",
+                "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "http://localhost.x.example"},
+            }
+        },
+        "provider.qstash.callbackUrl must be an https:// URL",
+    ),
+    ({"workers": {"gracefulShutdown": "1m", "gracefulShutdownSeconds": 30}}, "set gracefulShutdown only"),
+    ({"workers": {"gracefulShutdown": "30"}}, "spec.workers.gracefulShutdown"),
+    ({"migration": {"activeDeadline": "0s"}}, "migration.activeDeadline must be greater than 0"),
+    ({"migration": {"drainTimeout": "5m", "drainTimeoutSeconds": 300}}, "set drainTimeout only"),
+    (
+        {"workers": {"autoscaling": {"maxReplicas": 2, "scaleDownDelay": "1m", "scaleDownDelaySeconds": 60}}},
+        "set scaleDownDelay only",
+    ),
     ({"workers": {"pollInterval": "00ms"}}, "workers.pollInterval must be greater than 0"),
     ({"workers": {"queues": [""]}}, "spec.workers.queues[0]"),
     ({"workers": {"forbiddenFlags": ["ok", ""]}}, "spec.workers.forbiddenFlags[1]"),
@@ -214,6 +235,30 @@ def test_the_limits_themselves_are_admitted(kubectl: Any, jwp_crd: str, namespac
         namespace, "edge", workers={"pollInterval": "1ms", "queues": ["q"]}, scheduler={"schedules": [schedule]}
     )
     kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://x.example/cb", "HTTPS://X.example", "http://localhost:8080/cb", "http://127.0.0.1", "http://[::1]:80/"],
+)
+def test_https_and_loopback_callback_urls_are_admitted(kubectl: Any, jwp_crd: str, namespace: str, url: str) -> None:
+    provider = {"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": url}}
+    kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest(namespace, "cb", provider=provider)))
+
+
+def test_deprecated_seconds_fields_are_still_admitted_and_get_no_default(
+    kubectl: Any, jwp_crd: str, namespace: str
+) -> None:
+    old = manifest(namespace, "old", workers={"gracefulShutdownSeconds": 45}, migration={"drainTimeoutSeconds": 60})
+    proc = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(old))
+    admitted = json.loads(proc.stdout)
+    # Neither the new field nor the other deprecated ones are defaulted: the model applies those defaults.
+    assert admitted["spec"]["workers"]["gracefulShutdownSeconds"] == 45
+    assert "gracefulShutdown" not in admitted["spec"]["workers"]
+    assert set(admitted["spec"]["migration"]) == {"drainTimeoutSeconds", "enabled", "backoffLimit"}
+    pool = Pool.from_body({**admitted, "metadata": {**admitted["metadata"], "uid": "u"}})
+    assert (pool.workers.graceful_shutdown_seconds, pool.migration.drain_timeout_seconds) == (45, 60)
+    assert pool.migration.active_deadline_seconds == 600
 
 
 # ------------------------------------------------------------------------------ fuzzing the CRD
@@ -250,6 +295,7 @@ specs = st.fixed_dictionaries(
                 "concurrency": ints,
                 "pollInterval": durations,
                 "gracefulShutdownSeconds": ints,
+                "gracefulShutdown": durations,
                 "queues": st.lists(names_, max_size=2),
                 "forbiddenFlags": st.lists(names_, max_size=2),
             },
@@ -259,13 +305,16 @@ specs = st.fixed_dictionaries(
         ),
         "sweep": st.fixed_dictionaries({}, optional={"sweepThreshold": durations, "recoveryDelay": durations}),
         "metrics": st.fixed_dictionaries({}, optional={"port": ints, "serviceMonitor": st.booleans()}),
-        "migration": st.fixed_dictionaries({}, optional={"enabled": st.booleans(), "backoffLimit": ints}),
+        "migration": st.fixed_dictionaries(
+            {}, optional={"enabled": st.booleans(), "backoffLimit": ints, "activeDeadline": durations}
+        ),
         "provider": st.sampled_from(
             [
                 {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db"}}},
                 {"type": "graphile", "graphile": {"databaseUrlSecretRef": {"name": "db"}, "schema": "jobs_2"}},
                 {"type": "noop"},
                 {"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "https://x.example"}},
+                {"type": "qstash", "qstash": {"secretRef": {"name": "qs"}, "callbackUrl": "http://x.example"}},
             ]
         ),
     },

@@ -111,3 +111,38 @@ class TestCrdReference:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert module.main(["--check"]) == 0, "run: python scripts/gen_crd_reference.py"
+
+
+class TestDurations:
+    """CRD times are duration strings, as in the CLI; the integer *Seconds fields are still read."""
+
+    @pytest.mark.parametrize(
+        ("spec", "seconds"),
+        [
+            ({}, 30),
+            ({"workers": {"gracefulShutdown": "2m"}}, 120),
+            ({"workers": {"gracefulShutdown": "1500ms"}}, 2),  # whole seconds for Kubernetes, rounded up
+            ({"workers": {"gracefulShutdownSeconds": 45}}, 45),
+            ({"workers": {"gracefulShutdown": "99999999999d"}}, 100 * 365 * 86400),
+        ],
+    )
+    def test_graceful_shutdown(self, spec: dict[str, Any], seconds: int) -> None:
+        assert pool(**spec).workers.graceful_shutdown_seconds == seconds
+
+    def test_every_deprecated_field_is_honoured(self) -> None:
+        old = pool(
+            workers={"gracefulShutdownSeconds": 7, "autoscaling": {"maxReplicas": 2, "scaleDownDelaySeconds": 8}},
+            migration={"activeDeadlineSeconds": 9, "drainTimeoutSeconds": 10},
+        )
+        new = pool(
+            workers={"gracefulShutdown": "7s", "autoscaling": {"maxReplicas": 2, "scaleDownDelay": "8s"}},
+            migration={"activeDeadline": "9s", "drainTimeout": "10s"},
+        )
+        assert old == new
+        assert new.workers.autoscaling is not None and new.workers.autoscaling.scale_down_delay_seconds == 8
+        assert (new.migration.active_deadline_seconds, new.migration.drain_timeout_seconds) == (9, 10)
+
+    def test_the_defaults_are_the_old_ones(self) -> None:
+        p = pool(workers={"autoscaling": {"maxReplicas": 2}})
+        assert p.workers.autoscaling is not None and p.workers.autoscaling.scale_down_delay_seconds == 300
+        assert (p.migration.active_deadline_seconds, p.migration.drain_timeout_seconds) == (600, 300)
