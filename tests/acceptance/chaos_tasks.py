@@ -3,7 +3,8 @@
 ``jobworker worker --tasks tests.acceptance.chaos_tasks``. A run row is written when the handler starts and
 completed with the handler's own end time and outcome, so the suite can tell, for every run, whether it
 was still going when its job row was deleted. Payload: ``{"sleep": s}`` holds the job s seconds (or until
-ctx.signal fires: outcome ``aborted``); ``{"fail": true}`` always fails.
+ctx.signal fires: outcome ``aborted``); ``{"fail": true}`` always fails; ``{"hold": s}`` first runs a
+statement of s seconds on the side table's connection, blind to ctx.signal meanwhile (a handler blocked on I/O).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
     try:
         if payload.get("fail"):
             raise RuntimeError("chaos: this job always fails")
+        if payload.get("hold"):
+            await _write("select pg_sleep(%s)", (float(payload["hold"]),), patient=False)
         waiter = asyncio.ensure_future(ctx.signal.wait())
         done, _ = await asyncio.wait([waiter], timeout=float(payload.get("sleep", 0)))
         if waiter in done:

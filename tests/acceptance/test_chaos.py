@@ -368,9 +368,12 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             if start < end:
                 violations.append(f"queue {queue} ran two jobs at once around {start}")
 
-    # A row deleted under a run that still went on: the job must have been taken from that run's worker
-    # first (see chaos_evidence): the sweep found the worker stale before it fenced itself, and the new
-    # owner's completion deleted the row while the old run wound down. Anything else is a violation.
+    # A row deleted under a run that still went on. The legitimate case: the run's handler is blocked on I/O
+    # through the partition (here its own side-table write, on a connection through the frozen proxy), so it
+    # cannot see ctx.signal when its worker fences; the sweep takes the job after the threshold, another
+    # worker runs and completes it, deleting the row, and the old run ends only at the thaw. ctx.signal is
+    # cooperative: the worker fences the run's result, never the handler's own effects (at-least-once). So
+    # an overlap needs the same evidence as a duplicate (chaos_evidence); anything else is a violation.
     overlaps: list[str] = []
     for job_id, at in deleted.items():
         for run in runs_of[job_id]:
