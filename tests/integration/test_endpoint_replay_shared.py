@@ -11,8 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from qstash import AsyncQStash
 
 from jobworker.config import QStashConfig
 from jobworker.endpoint import asgi_app, create_app
+from jobworker.replay import PostgresSeenTokens, ReplayStoreUnavailableError
 from tests import endpoint_jobs
 from tests.integration.runtime import eventually, fetch
 from tests.pg import PgServer
@@ -276,3 +280,53 @@ async def lifespan_shutdown(app: Any) -> None:
 
     await app({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_the_table_store_recovers_when_the_database_comes_back_after_starting_without_it(
+    pg: PgServer, db_url: str
+) -> None:
+    store = PostgresSeenTokens(db_url, timeout=2)
+    database_connections(pg, db_url, allow=False)
+    try:
+        with pytest.raises(ReplayStoreUnavailableError, match="replay database"):
+            await store.first_use("jti_down", time.time() + 300)
+    finally:
+        database_connections(pg, db_url, allow=True)
+    try:
+
+        async def attempt() -> bool | str:
+            try:
+                return await store.first_use("jti_up", time.time() + 300)
+            except ReplayStoreUnavailableError as exc:
+                return str(exc)
+
+        assert await eventually(attempt, lambda r: r is True, within=30, what="a recorded signature") is True
+        assert await store.first_use("jti_up", time.time() + 300) is False
+    finally:
+        await store.close()
+
+
+def documented_grants() -> str:
+    doc = (REPO / "docs" / "qstash-endpoint.md").read_text()
+    found = re.search(r"```sql\n(-- replay role.*?)```", doc, re.S)
+    assert found, "docs/qstash-endpoint.md lost its replay role block"
+    return found[1]
+
+
+async def test_the_documented_grants_are_enough_to_record_and_prune(db_url: str) -> None:
+    role = f"replay_{uuid.uuid4().hex[:8]}"
+    grants = documented_grants().replace("jobworker_endpoint", role).replace("'change-me'", "'pw'")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(grants)  # type: ignore[arg-type]
+        conn.execute(f"insert into {TABLE} values ('old', now() - interval '1 hour')")  # type: ignore[arg-type]
+    store = PostgresSeenTokens(psycopg.conninfo.make_conninfo(db_url, user=role, password="pw"))
+    try:
+        assert await store.first_use("jti_granted", time.time() + 300) is True
+        assert await store.first_use("jti_granted", time.time() + 300) is False
+        await store.check()
+    finally:
+        await store.close()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f'drop owned by "{role}"')  # type: ignore[arg-type]
+            conn.execute(f'drop role "{role}"')  # type: ignore[arg-type]
+    assert await fetch(db_url, f"select jti from {TABLE}") == [{"jti": "jti_granted"}]  # type: ignore[arg-type]
