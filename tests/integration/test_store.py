@@ -204,3 +204,14 @@ async def test_a_pool_fails_fast_while_the_server_is_down_and_recovers_once_it_i
         assert await until_it_answers(store) is not None
         async with store.transaction() as tx:
             await tx.all(queries.LIST_JOBS, LIST_ALL)
+
+
+async def test_the_worker_hot_path_rows_are_named_tuples(store: JobStore) -> None:
+    [added] = await store.all(queries.ADD_JOB, add_params("hot", payload='{"n": 1}'))
+    [task] = await store.all(queries.REGISTER_TASKS, {"identifiers": ["hot"]})
+    params = {"worker_id": "w-hot", "task_ids": [task.id], "queue_names": None, "forbidden_flags": None, "limit": 5}
+    [claimed] = await store.all(queries.GET_JOBS, params)
+    assert isinstance(claimed, queries.ClaimedJob) and isinstance(claimed, tuple)
+    assert (claimed.id, claimed.task_identifier, claimed.payload, claimed.attempts) == (added.id, "hot", '{"n": 1}', 1)
+    done = await store.all(queries.COMPLETE_JOBS, {"job_ids": [added.id], "worker_id": "w-hot"})
+    assert done == [JobId(added.id)]

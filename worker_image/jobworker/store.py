@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
@@ -43,7 +42,7 @@ from jobworker.queries import NoRow, Query
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-R = TypeVar("R", bound="DataclassInstance")
+R = TypeVar("R", bound="DataclassInstance | tuple[Any, ...]")
 Params = Mapping[str, object]
 """Query parameters by name (``%(name)s`` in the SQL)."""
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -80,19 +79,44 @@ def _numeric(kind: type) -> Callable[[object], object]:
     return lambda value: kind(value) if isinstance(value, Decimal) else value
 
 
-@functools.cache
-def _shape(row: type) -> tuple[frozenset[str], frozenset[str], dict[str, Callable[[object], object]]]:
-    """The fields of a row type, those without a default, and the numeric conversions by field."""
+@dataclass(frozen=True)
+class _Shape:
+    fields: tuple[str, ...]
+    required: frozenset[str]
+    convert: dict[str, Callable[[object], object]]
+    positional: Callable[[Sequence[Any]], Any]
+    """Builds a row from values in field order: ``_make`` for a NamedTuple (no per-field __init__)."""
+
+
+_SHAPES: dict[type, _Shape] = {}
+
+
+def _shape(row: type) -> _Shape:
+    """A row type's fields in order, those without a default, and the numeric conversions by field."""
+    if row not in _SHAPES:
+        _SHAPES[row] = _read_shape(row)
+    return _SHAPES[row]
+
+
+def _read_shape(row: type) -> _Shape:
     hints = typing.get_type_hints(row)
+    named_tuple = issubclass(row, tuple)
+    if named_tuple:
+        names: tuple[str, ...] = row._fields  # type: ignore[attr-defined]
+        required = frozenset(names) - set(row._field_defaults)  # type: ignore[attr-defined]
+        positional: Callable[[Sequence[Any]], Any] = row._make  # type: ignore[attr-defined]
+    else:
+        names = tuple(f.name for f in fields(row))
+        required = frozenset(f.name for f in fields(row) if f.default is MISSING and f.default_factory is MISSING)
+        positional = lambda values: row(*values)  # noqa: E731
     convert: dict[str, Callable[[object], object]] = {}
-    for field in fields(row):
-        options = typing.get_args(hints[field.name]) or (hints[field.name],)
+    for name in names:
+        options = typing.get_args(hints[name]) or (hints[name],)
         if float in options:
-            convert[field.name] = _numeric(float)
+            convert[name] = _numeric(float)
         elif int in options:
-            convert[field.name] = _numeric(int)
-    required = {f.name for f in fields(row) if f.default is MISSING and f.default_factory is MISSING}
-    return frozenset(f.name for f in fields(row)), frozenset(required), convert
+            convert[name] = _numeric(int)
+    return _Shape(names, required, convert, positional)
 
 
 def _row_factory(query: Query[R]) -> Callable[[Any], RowMaker[R]]:
@@ -100,21 +124,26 @@ def _row_factory(query: Query[R]) -> Callable[[Any], RowMaker[R]]:
 
     def factory(cursor: Any) -> RowMaker[R]:
         row = query.row
-        names = [column.name for column in cursor.description or ()]
+        names = tuple(column.name for column in cursor.description or ())
         if row is NoRow:
             return lambda values: row()
-        wanted, required, convert = _shape(row)
-        if not wanted.issuperset(names) or not required.issubset(names):
+        shape = _shape(row)
+        if not set(shape.fields).issuperset(names) or not shape.required.issubset(names):
             raise RuntimeError(
                 f"query {query.name}: columns {sorted(names)} do not match the fields of {row.__name__} "
-                f"{sorted(wanted)}; change the row type in jobworker/queries.py with the SQL"
+                f"{sorted(shape.fields)}; change the row type in jobworker/queries.py with the SQL"
             )
-        plain = not convert.keys() & set(names)
+        converters = [shape.convert.get(n) for n in names]
+        if not any(converters):
+            if names == shape.fields:
+                return shape.positional  # the common case, and the cheapest: no dict, no conversion
+            return lambda values: row(**dict(zip(names, values, strict=True)))
 
         def make(values: Sequence[Any]) -> R:
-            if plain:
-                return row(**dict(zip(names, values, strict=True)))
-            return row(**{n: convert[n](v) if n in convert else v for n, v in zip(names, values, strict=True)})
+            converted = [c(v) if c else v for c, v in zip(converters, values, strict=True)]
+            if names == shape.fields:
+                return shape.positional(converted)  # type: ignore[no-any-return]
+            return row(**dict(zip(names, converted, strict=True)))
 
         return make
 
