@@ -23,7 +23,6 @@ ALLOWED = {
 NOT_YET_MOVED = {
     # Moving onto the store in issue 14 (the worker split, the dashboard); remove each entry once it has.
     "jobworker/worker.py": "the worker's pool, until the worker split moves it onto JobStore",
-    "jobworker/replay.py": "the endpoint's replay table, until it moves onto JobStore",
 }
 POOLS = {"AsyncConnectionPool", "ConnectionPool", "NullConnectionPool", "AsyncNullConnectionPool"}
 RENDERING = {"query", "render"}

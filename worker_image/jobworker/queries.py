@@ -260,3 +260,15 @@ JOBWORKER_VERSION = Query("jobworker_version", Version)
 NEWER_BREAKING_JOBWORKER_MIGRATIONS = Query("newer_breaking_jobworker_migrations", MigrationId)
 ACTIVE_JOBWORKER_WORKERS = Query("active_jobworker_workers", Count)
 RECORD_JOBWORKER_MIGRATION = Query("record_jobworker_migration", NoRow)
+
+
+# -- the job endpoint's replay table (jobworker.replay) ------------------------------------------
+@dataclass(frozen=True)
+class RecordedSignature:
+    jti: str
+
+
+# Not retried: a first run that committed would make the retry report the delivery's own signature as a
+# replay; the caller answers 503 instead, and QStash comes back with a fresh signature.
+RECORD_SIGNATURE = Query("record_signature", RecordedSignature, retry=False)
+SEEN_SIGNATURES_READY = Query("seen_signatures_ready", Present)
