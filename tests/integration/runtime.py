@@ -86,7 +86,7 @@ async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
-        if not task.done() and not worker._stopping:  # a second stop() would skip the grace period
+        if not task.done() and not worker.stopping:  # a second stop() would skip the grace period
             worker.stop()
         await asyncio.wait_for(task, 20)
 

@@ -75,7 +75,7 @@ async def test_an_unexpected_error_after_a_claim_is_logged_and_backed_off_never_
         ran.append(ctx.attempt)
 
     worker = make_worker(db_url, surprise)
-    start = worker._start
+    start = worker.claims.start
     failures = iter([RuntimeError("a bug between the claim and the start")])
 
     def flaky_start(row: dict[str, Any]) -> None:
@@ -84,7 +84,7 @@ async def test_an_unexpected_error_after_a_claim_is_logged_and_backed_off_never_
             raise error
         start(row)
 
-    worker._start = flaky_start  # type: ignore[method-assign]
+    worker.claims.start = flaky_start  # type: ignore[method-assign]
     async with running(worker) as task:
         job = await utils.add_job("surprise")
         await eventually(lambda: job_row(db_url, job.id), lambda r: r is None, within=10, what="the job ran")
