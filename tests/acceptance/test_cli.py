@@ -150,10 +150,12 @@ def test_add_list_show_reschedule_complete_fail_remove_cleanup(db_url: str) -> N
     assert row["last_error"] == "operator gave up" and row["attempts"] == row["max_attempts"]
     assert [j["id"] for j in jobworker(url, "--json", "list", "--state", "failed").json()] == [keyed_id]
 
-    cleaned = jobworker(url, "--json", "cleanup", "--task", "delete-permanently-failed-jobs").json()
+    cleaned = jobworker(url, "--json", "cleanup", "--operation", "delete-permanently-failed-jobs").json()
     assert cleaned == {"delete-permanently-failed-jobs": 1}
     assert keyed_id not in {r["id"] for r in jobs(url)}
-    two = jobworker(url, "--json", "cleanup", "--task", "gc-job-queues", "--task", "gc-task-identifiers").json()
+    old_spelling = jobworker(url, "--json", "cleanup", "--operation", "gc-job-queues", "--task", "gc-task-identifiers")
+    assert "warning: --task is deprecated" in old_spelling.stderr
+    two = old_spelling.json()
     assert set(two) == {"gc-job-queues", "gc-task-identifiers"}
     every_task = jobworker(url, "--json", "cleanup").json()
     assert set(every_task) == {"gc-task-identifiers", "gc-job-queues", "delete-permanently-failed-jobs"}

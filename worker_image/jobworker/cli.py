@@ -18,15 +18,22 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from jobworker import __version__, db, errors, migrate
+from jobworker import __version__, db, errors, jobs, migrate
 from jobworker.durations import format_duration, parse_duration
 from jobworker.models import QueueStats
 from jobworker.registry import load_registry
-from jobworker.settings import WorkerSettings
-from jobworker.worker_utils import CLEANUP_TASKS, DEFAULT_RECOVERY_DELAY, STALE_AFTER, TOP_QUEUES, WorkerUtils
+from jobworker.settings import EndpointSettings, WorkerSettings
+from jobworker.worker_utils import (
+    CLEANUP_TASKS,
+    DEFAULT_RECOVERY_DELAY,
+    ORPHAN_AFTER,
+    STALE_AFTER,
+    TOP_QUEUES,
+    WorkerUtils,
+)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BREAKING_PENDING, EXIT_SCHEMA_TOO_NEW, EXIT_SCHEMA_TOO_OLD = 1, 2, 3, 4, 5
 STATES = ("all", "ready", "scheduled", "locked", "failed")
@@ -262,14 +269,14 @@ async def cmd_remove(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     async with WorkerUtils(args.database_url, args.schema) as utils:
-        counts = await utils.cleanup(args.task or CLEANUP_TASKS)
+        counts = await utils.cleanup(args.operation or CLEANUP_TASKS)
     out.emit(counts, lambda: "\n".join(f"{k}: {v} removed" for k, v in counts.items()))
     return 0
 
 
 async def cmd_workers(args: argparse.Namespace, out: Output) -> int:
     async with WorkerUtils(args.database_url, args.schema) as utils:
-        found = await utils.list_active_workers(parse_duration(args.threshold, field="--threshold"))
+        found = await utils.list_active_workers(parse_duration(args.sweep_threshold, field="--sweep-threshold"))
 
     def table() -> str:
         lines = [f"{'WORKER':<48}  {'HEARTBEAT AGE':>13}  {'LOCKED':>6}  STARTED"]
@@ -343,6 +350,36 @@ def _external(module: str, attr: str) -> Callable[[argparse.Namespace, Output], 
 
 
 # -- parser ---------------------------------------------------------------------------------------
+def _default(settings: type[Any], name: str) -> str:
+    """A settings field's default as its flag's help states it (settings.py writes each default once)."""
+    value = next(f.default for f in dataclasses.fields(settings) if f.name == name)
+    if isinstance(value, float):
+        return format_duration(timedelta(seconds=value))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024 and value % 1024 == 0:
+        return f"{value // 1024 // 1024} MiB" if value % (1024 * 1024) == 0 else f"{value // 1024} KiB"
+    return str(value)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of a flag, kept for one release: it fills the new flag's value and warns once."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, append: bool = False, **kw: Any):
+        self.new, self.append = new, append
+        kw.setdefault("help", f"deprecated spelling of {new}, removed in the next release")
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        if not getattr(ns, f"_warned_{self.dest}", False):
+            print(
+                f"warning: {option} is deprecated and will be removed in the next release; use {self.new}",
+                file=sys.stderr,
+            )
+            setattr(ns, f"_warned_{self.dest}", True)
+        setattr(ns, self.dest, [*(getattr(ns, self.dest, None) or []), values] if self.append else values)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line (and exit 2), like every other error of the CLI."""
 
@@ -375,19 +412,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("worker", cmd_worker, "run jobs")
     sp.add_argument("--tasks", required=True, help="module (or module:attribute) holding the job definitions")
-    sp.add_argument("--concurrency", type=int, help="jobs at once (default: $JOBS_CONCURRENCY or 2)")
+    w = WorkerSettings
+    sp.add_argument(
+        "--concurrency", type=int, help=f"jobs at once (default: $JOBS_CONCURRENCY or {_default(w, 'concurrency')})"
+    )
     sp.add_argument("--once", action="store_true", help="run the jobs available now, then exit")
     sp.add_argument("--queue", action="append", help="only claim jobs in this named queue (repeatable)")
     sp.add_argument("--forbidden-flag", action="append", help="never claim jobs with this flag (repeatable)")
-    sp.add_argument("--poll-interval", help="poll period for future jobs and retries (default 2s)")
-    sp.add_argument("--graceful-shutdown", help="time running jobs get after SIGTERM (default 30s)")
+    sp.add_argument(
+        "--poll-interval", help=f"poll period for future jobs and retries (default {_default(w, 'poll_interval')})"
+    )
+    sp.add_argument(
+        "--graceful-shutdown", help=f"time running jobs get after SIGTERM (default {_default(w, 'graceful_shutdown')})"
+    )
     sp.add_argument("--batch", action="store_true", help="claim ahead and complete in batches (see docs)")
     sp.add_argument("--http-port", type=int, help="serve /healthz and /metrics on this port")
-    sp.add_argument("--heartbeat-interval", help="time between heartbeats (default 15s)")
+    sp.add_argument(
+        "--heartbeat-interval", help=f"time between heartbeats (default {_default(w, 'heartbeat_interval')})"
+    )
     sp.add_argument(
         "--sweep-threshold",
         help="the stale-worker sweep's threshold: after half of it without a heartbeat the worker stops claiming "
-        "(default 5m; at least 3x --heartbeat-interval)",
+        f"(default {_default(w, 'sweep_threshold')}; at least 3x --heartbeat-interval)",
     )
 
     sp = cmd("scheduler", _external("jobworker.scheduler", "main"), "run cron schedules, exactly once per tick")
@@ -398,16 +444,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("serve", _external("jobworker.endpoint", "main"), "serve POST /v1/jobs/run/<name> for QStash")
     sp.add_argument("--tasks", required=True, help="module (or module:attribute) holding the job definitions")
     # Defaults and env names: settings.EndpointSettings (docs/options.md); a flag left out reads its env var.
-    sp.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    sp.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
-    sp.add_argument("--max-body-bytes", type=int, help="largest body accepted (default 1 MiB)")
-    sp.add_argument("--max-concurrency", type=int, help="deliveries handled at once; more get 503 (default 64)")
-    sp.add_argument("--body-timeout", help="time a signed request gets to send its body (default 30s)")
+    e = EndpointSettings
+    sp.add_argument("--host", help=f"address to listen on (default {_default(e, 'host')})")
+    sp.add_argument("--port", type=int, help=f"port to listen on (default {_default(e, 'port')}; 0 picks a free one)")
+    sp.add_argument(
+        "--max-body-bytes", type=int, help=f"largest body accepted (default {_default(e, 'max_body_bytes')})"
+    )
+    sp.add_argument(
+        "--max-concurrency",
+        type=int,
+        help=f"deliveries handled at once; more get 503 (default {_default(e, 'max_concurrency')})",
+    )
+    sp.add_argument(
+        "--body-timeout", help=f"time a signed request gets to send its body (default {_default(e, 'body_timeout')})"
+    )
     sp.add_argument(
         "--replay-database-url",
         help="PostgreSQL URL of the table every replica records signatures in (default: this process's memory)",
     )
-    sp.add_argument("--replay-timeout", help="time recording a signature may take (default 5s)")
+    sp.add_argument(
+        "--replay-timeout", help=f"time recording a signature may take (default {_default(e, 'replay_timeout')})"
+    )
 
     sp = cmd("dashboard", _external("jobworker.dashboard.app", "main"), "serve the web dashboard (read-only default)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -419,7 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trust-header", help="take the user from this header set by an auth proxy (X-Forwarded-User)")
     sp.add_argument("--hide-payloads", action="store_true", help="never show job payloads")
     sp.add_argument("--refresh", default="2s", help="how often the overview refreshes (default 2s)")
-    sp.add_argument("--stale-after", default="5m", help="heartbeat age after which a worker shows as stale")
+    threshold = format_duration(STALE_AFTER)
+    sp.add_argument(
+        "--sweep-threshold",
+        dest="stale_after",
+        default=threshold,
+        help=f"heartbeat age after which a worker shows as stale (default {threshold}, the sweep's)",
+    )
+    sp.add_argument("--stale-after", dest="stale_after", action=_DeprecatedAlias, new="--sweep-threshold")
     sp.add_argument("--tasks", help="module with job definitions, for the schedules page's cron and next fire")
     sp.add_argument("--schedules", default=os.environ.get("JOBWORKER_SCHEDULES"), help="schedules file, likewise")
 
@@ -436,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--queue", help="named queue: its jobs run one at a time")
     sp.add_argument("--run-at", help="ISO 8601 time (default now)")
     sp.add_argument("--priority", type=int, help="lower runs first (default 0)")
-    sp.add_argument("--max-attempts", type=int, help="default 25")
+    sp.add_argument("--max-attempts", type=int, help=f"default {jobs.DEFAULT_MAX_ATTEMPTS}")
     sp.add_argument("--job-key", help="unique key: adding again updates the existing job")
     sp.add_argument("--job-key-mode", choices=["replace", "preserve_run_at", "unsafe_dedupe"], help="default replace")
     sp.add_argument("--flag", action="append", help="flag for forbidden-flag filtering (repeatable)")
@@ -470,10 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("key")
 
     sp = cmd("cleanup", cmd_cleanup, "garbage-collect tasks and queues, delete permanently failed jobs")
-    sp.add_argument("--task", action="append", choices=CLEANUP_TASKS, help="default: all three")
+    sp.add_argument(
+        "--operation", action="append", choices=CLEANUP_TASKS, help="cleanup operation (repeatable; default: all three)"
+    )
+    sp.add_argument(
+        "--task", dest="operation", action=_DeprecatedAlias, new="--operation", append=True, choices=CLEANUP_TASKS
+    )
 
     sp = cmd("workers", cmd_workers, "list live workers")
-    sp.add_argument("--threshold", default="5m", help="heartbeat age that still counts as live (default 5m)")
+    threshold = format_duration(STALE_AFTER)
+    sp.add_argument(
+        "--sweep-threshold", default=threshold, help=f"heartbeat age that still counts as live (default {threshold})"
+    )
+    sp.add_argument("--threshold", dest="sweep_threshold", action=_DeprecatedAlias, new="--sweep-threshold")
 
     sp = cmd("force-unlock", cmd_force_unlock, "release every lock held by these worker ids")
     sp.add_argument("worker_ids", nargs="+", metavar="WORKER_ID")
@@ -484,11 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-threshold", default=threshold, help=f"heartbeat age after which a worker is dead (default {threshold})"
     )
     sp.add_argument("--recovery-delay", default=delay, help=f"delay before recovered jobs run again (default {delay})")
+    orphan = format_duration(ORPHAN_AFTER)
     sp.add_argument(
         "--orphan-threshold",
-        default="4h",
+        default=orphan,
         help="age after which a lock held by an unregistered worker id (graphile-worker from Node, which keeps "
-        "jobs locked up to 4 hours by design) is recovered (default 4h)",
+        f"jobs locked up to 4 hours by design) is recovered (default {orphan})",
     )
     sp.add_argument("--dry-run", action="store_true")
 

@@ -48,8 +48,10 @@ def render_sweep_cronjob(pool: Pool) -> dict[str, Any]:
 
 def render_cleanup_cronjob(pool: Pool) -> dict[str, Any]:
     args = ["cleanup"]
-    for task in pool.cleanup.tasks:
-        args += ["--task", task]
+    for operation in pool.cleanup.tasks:
+        # `--task` is the deprecated spelling of `--operation`: kept while a pool's image may still carry the
+        # previous release's jobworker, which knows only `--task`; switch when the alias is removed.
+        args += ["--task", operation]
     return _cronjob(
         pool, names.cleanup_cronjob(pool.name), names.CLEANUP, pool.cleanup.schedule, args, starting_deadline=3600
     )
