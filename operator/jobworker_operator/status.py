@@ -10,7 +10,6 @@ from jobworker_operator.model import Pool
 from jobworker_operator.plan import MigrationStep
 
 READY, MIGRATED, PROGRESSING, DEGRADED = "Ready", "Migrated", "Progressing", "Degraded"
-CONDITION_TYPES = (READY, MIGRATED, PROGRESSING, DEGRADED)
 
 
 def timestamp(now: datetime) -> str:
