@@ -73,6 +73,11 @@ def table(results: list[dict[str, object]], scale: float) -> str:
         f"{SIGSTOP_SECONDS} s.",
         "",
         *causes(results),
+        *[
+            f"- seed {r['seed']} broke: {v}"
+            for r in results
+            for v in list(r.get("violations", []))[:3]  # type: ignore[call-overload]
+        ],
         END,
     ]
     return "\n".join(lines)

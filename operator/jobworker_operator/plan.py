@@ -239,9 +239,9 @@ def autoscale(
     locked_jobs: int = 0,
     busy: int | None = None,
 ) -> AutoscaleDecision:
-    """Scale up at once; scale down only after desired stayed lower for scaleDownDelaySeconds, and never
+    """Scale up at once; scale down only after desired stayed lower for scaleDownDelay, and never
     below the pods running jobs, which a scale-down would interrupt, unless their jobs have run past the
-    scale-down grace (also scaleDownDelaySeconds).
+    scale-down grace (also scaleDownDelay).
 
     ``busy`` is ``busy_pods(...)``: the pods with a job locked within the grace. Without it (None: the reading
     has no lock ages) each locked job may run on a pod of its own, so up to one pod per locked job is kept.

@@ -29,6 +29,7 @@ from typing import Any
 SLACK = timedelta(seconds=1)
 """Clock slack between the worker's log lines, the handler's timestamps and the database's."""
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+_STARTED = re.compile(r"jobworker\.worker: worker (\S+) started")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class Evidence:
     unlocks: dict[int, list[Unlock]] = field(default_factory=dict)  # job id -> in time order
     fences: dict[int, list[datetime]] = field(default_factory=dict)  # pid -> "no heartbeat recorded" logged
     shutdown_unrecorded: dict[int, datetime] = field(default_factory=dict)  # pid -> results discarded at exit
+    # pid -> the worker id it logged at start. A run's own locked_by is read when its first side-table write
+    # lands, which a partition can hold back until the job was moved or deleted (then it names no one).
+    worker_ids: dict[int, str] = field(default_factory=dict)
 
     def add_unlocks(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
@@ -95,7 +99,9 @@ class Evidence:
             if match is None:
                 continue
             at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)  # local time
-            if "no heartbeat recorded for" in line:
+            if started := _STARTED.search(line):
+                self.worker_ids[pid] = started.group(1)
+            elif "no heartbeat recorded for" in line:
                 self.fences.setdefault(pid, []).append(at)
             elif "shutting down with" in line and "not recorded" in line:
                 self.shutdown_unrecorded[pid] = at
@@ -119,12 +125,9 @@ class Evidence:
                 f"worker pid {pid} was forced down by a second SIGTERM (exited {_t(self.forced[pid])}) "
                 "before the run's completion was written",
             )
+        worker = self.worker_ids.get(pid, run["locked_by"])
         unlock = next(
-            (
-                u
-                for u in self.unlocks.get(run["job_id"], [])
-                if u.locked_by == run["locked_by"] and u.at >= started - SLACK
-            ),
+            (u for u in self.unlocks.get(run["job_id"], []) if u.locked_by == worker and u.at >= started - SLACK),
             None,
         )
         if unlock is None:

@@ -4,7 +4,8 @@
 completed with the handler's own end time and outcome, so the suite can tell, for every run, whether it
 was still going when its job row was deleted. Payload: ``{"sleep": s}`` holds the job s seconds (or until
 ctx.signal fires: outcome ``aborted``); ``{"fail": true}`` always fails; ``{"hold": s}`` first runs a
-statement of s seconds on the side table's connection, blind to ctx.signal meanwhile (a handler blocked on I/O).
+statement of s seconds on the side table's connection, blind to ctx.signal meanwhile (a handler blocked on I/O);
+``{"blind": s}`` waits s seconds, not watching ctx.signal, before its first side-table write.
 """
 
 from __future__ import annotations
@@ -90,13 +91,15 @@ async def _write(query: Any, params: Any, *, patient: bool) -> None:
 
 @define_job("chaos", payload=dict[str, Any])
 async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
-    run_id = uuid.uuid4()
+    run_id, started = uuid.uuid4(), datetime.now(UTC)
+    if payload.get("blind"):
+        await asyncio.sleep(float(payload["blind"]))  # busy with something else, not watching ctx.signal
     await _write(
-        # locked_by: the worker id that holds the job as this run starts, which the unlock evidence names.
+        # locked_by: who holds the job when this write lands (a partition may hold it back: then not us).
         "insert into public.chaos_runs (run_id, job_id, attempt, pid, queue, started_at, locked_by) "
         "values (%s, %s, %s, %s, %s, %s, (select locked_by from graphile_worker._private_jobs where id = %s)) "
         "on conflict (run_id) do nothing",  # a retry after a lost reply
-        (run_id, int(ctx.job_id), ctx.attempt, os.getpid(), ctx.queue_name, datetime.now(UTC), int(ctx.job_id)),
+        (run_id, int(ctx.job_id), ctx.attempt, os.getpid(), ctx.queue_name, started, int(ctx.job_id)),
         patient=False,
     )
     outcome = "error"

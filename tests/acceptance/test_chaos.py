@@ -381,7 +381,10 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             if run["started_at"] < at and (end is None or end > at):
                 cause = evidence.cause(run)
                 if cause is None:
-                    violations.append(f"job {job_id} deleted at {at} while run {run['run_id']} still went on")
+                    violations.append(
+                        f"job {job_id} deleted at {at} while run {run['run_id']} still went on ({_described(run)}); "
+                        f"unlocks: {evidence.unlocks.get(job_id, [])}"
+                    )
                 else:
                     overlaps.append(f"job {job_id} deleted at {at} under run {run['run_id']}: {cause}")
 
@@ -393,8 +396,7 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
             if cause is None:
                 violations.append(
                     f"job {job_id} ran twice with no at-least-once cause for run {earlier['run_id']} "
-                    f"(pid {earlier['pid']}, {earlier['locked_by']}, started {earlier['started_at']}); "
-                    f"unlocks: {evidence.unlocks.get(job_id, [])}"
+                    f"({_described(earlier)}); unlocks: {evidence.unlocks.get(job_id, [])}"
                 )
             else:
                 duplicates.append(Cause(cause.kind, f"job {job_id}: {cause}"))
@@ -426,3 +428,10 @@ def test_chaos(pg: PgServer, chaos_url: str, spawn: Spawn, node: NodeEnv, tmp_pa
 
 def _log(process: Process) -> str:
     return (process.log_dir / f"{process.name}.err").read_text(errors="replace")
+
+
+def _described(run: dict[str, Any]) -> str:
+    return (
+        f"pid {run['pid']}, locked_by {run['locked_by']}, started {run['started_at']}, "
+        f"finished {run['finished_at']}, outcome {run['outcome']}"
+    )

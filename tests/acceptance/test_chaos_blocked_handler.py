@@ -1,7 +1,9 @@
 """The one way a job row is deleted while a run of it still goes on, made to happen on purpose: the chaos
 suite saw it once. A partitioned worker's handler is blocked on I/O through the partition, so it cannot see
 ctx.signal when its worker fences; the sweep takes the job after the threshold, another worker runs and
-completes it (deleting the row), and the blocked run ends only when the partition heals. The worker writes no
+completes it (deleting the row), and the blocked run ends only when the partition heals. When the blocked
+write is the run's first, it lands after the row is gone: the evidence then finds the run's worker by the
+pid it logged, not by the lock the write read. The worker writes no
 result for that run (fenced), so nothing is lost and the job is not completed twice by the stale worker, but
 the handler's own effects ran twice: at-least-once, and the suite's evidence names the cause.
 """
@@ -12,6 +14,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from jobworker.worker_utils import SyncWorkerUtils
 from tests.acceptance.chaos_evidence import Evidence, Sweep
 from tests.acceptance.conftest import Spawn
@@ -21,23 +25,36 @@ from tests.acceptance.test_chaos import ADD, SWEEP_THRESHOLD, WORKER_ENV, ProxyT
 __all__ = ["chaos_url"]  # the fixture
 
 
-def test_a_handler_blocked_through_a_partition_outlives_its_job_row(chaos_url: str, spawn: Spawn) -> None:
+@pytest.mark.parametrize("blocked", ["hold", "blind"], ids=["in-a-statement", "before-its-first-write"])
+def test_a_handler_blocked_through_a_partition_outlives_its_job_row(chaos_url: str, spawn: Spawn, blocked: str) -> None:
     url = chaos_url
     proxy = ProxyThread(url)
     evidence = Evidence()
     argv = jobworker_argv("worker", "--tasks", "tests.acceptance.chaos_tasks", "--poll-interval", "200ms")
     behind = spawn(argv, proxy.proxy.url(url), env=WORKER_ENV, name="w-proxy")
     try:
-        params = {"task": "chaos", "payload": json.dumps({"hold": 2}), "queue": None, "max": 25, "key": None}
-        job_id = sql(url, ADD, params)[0]["id"]
-        eventually(
-            lambda: sql(url, "select count(*) as n from public.chaos_runs where job_id = %s", [job_id])[0]["n"],
-            lambda n: n == 1,
-            timeout=30,
-            what="the proxied worker's run started",
-            context=behind.output,
-        )
-        # Its handler is now inside its 2 s statement, on a connection through the proxy: freeze it there.
+
+        def add(payload: dict[str, float]) -> int:
+            params = {"task": "chaos", "payload": json.dumps(payload), "queue": None, "max": 25, "key": None}
+            return int(sql(url, ADD, params)[0]["id"])
+
+        def ran(job: int) -> int:
+            return int(sql(url, "select count(*) as n from public.chaos_runs where job_id = %s", [job])[0]["n"])
+
+        warm = add({"sleep": 0})  # the handler's side-table connections are open before the partition
+        eventually(lambda: ran(warm), lambda n: n == 1, timeout=30, what="a first run", context=behind.output)
+        job_id = add({blocked: 2})
+        if blocked == "hold":
+            eventually(lambda: ran(job_id), lambda n: n == 1, timeout=30, what="the run started")
+        else:
+            eventually(
+                lambda: sql(url, "select locked_by from graphile_worker._private_jobs where id = %s", [job_id]),
+                lambda rows: rows and rows[0]["locked_by"],
+                timeout=30,
+                what="the proxied worker claimed the job",
+            )
+        # The handler is now inside its 2 s statement, or about to make its first write, on a connection
+        # through the proxy: freeze it there.
         proxy.do(proxy.proxy.freeze)
         frozen_at = datetime.now(UTC)
         with SyncWorkerUtils(url) as utils:
@@ -78,6 +95,8 @@ def test_a_handler_blocked_through_a_partition_outlives_its_job_row(chaos_url: s
     assert run["outcome"] == "aborted"  # it saw the signal once unblocked, and wrote no result
     evidence.add_unlocks(sql(url, "select * from public.chaos_unlocks order by unlocked_at"))
     evidence.read_worker_log(behind.pid, Path(behind.log_dir) / f"{behind.name}.err")
+    if blocked == "blind":
+        assert run["locked_by"] is None  # its first write landed after the row was deleted: it names no one
     cause = evidence.cause(run)
     assert cause is not None and cause.kind == "swept from a stale worker (partitioned)", cause
     assert behind.running() and direct.running()

@@ -13,7 +13,7 @@ import psycopg
 from operator_fixtures import OperatorProcess, wait_for
 from test_operator import TIMEOUT, create_db_secret, get, ready_pool
 
-GRACE = 3  # scaleDownDelaySeconds: also the scale-down grace of running jobs
+GRACE = 3  # scaleDownDelay in seconds: also the scale-down grace of running jobs
 
 
 def lock(url: str, worker: str, seconds_ago: float) -> None:
@@ -42,7 +42,7 @@ def test_scales_below_pods_with_running_jobs_only_past_the_grace(
                 "minReplicas": 0,
                 "maxReplicas": 4,
                 "targetJobsPerReplica": 10,
-                "scaleDownDelaySeconds": GRACE,
+                "scaleDownDelay": f"{GRACE}s",
             }
         },
     )

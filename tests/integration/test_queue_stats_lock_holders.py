@@ -86,7 +86,7 @@ async def autoscaled_replicas(url: str, current: int) -> int:
                 "minReplicas": 0,
                 "maxReplicas": 5,
                 "targetJobsPerReplica": 10,
-                "scaleDownDelaySeconds": GRACE,
+                "scaleDownDelay": f"{GRACE}s",
             }
         },
     )
