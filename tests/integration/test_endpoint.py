@@ -143,7 +143,7 @@ async def test_oversize_bodies_get_489_unread(site: Site) -> None:
 async def test_healthz_and_metrics(site: Site) -> None:
     await site.post("greet", GOOD)
     health = await site.session.get(f"{site.base}/healthz")
-    assert health.status == 200 and (await health.json()) == {"ok": True}
+    assert health.status == 200 and (await health.json()) == {"status": "ok"}
     metrics = await (await site.session.get(f"{site.base}/metrics")).text()
     assert 'jobworker_http_deliveries_total{status="200",task="greet"}' in metrics
 

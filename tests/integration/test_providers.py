@@ -13,9 +13,9 @@ import pytest
 from jobworker import errors
 from jobworker.config import JobsConfig, QStashConfig
 from jobworker.endpoint import EndpointRuntime
-from jobworker.providers import NoopJobQueue, enqueue_or_skip
+from jobworker.providers import NoopJobQueue, build_queue, build_runtime, enqueue_or_skip
+from jobworker.providers.graphile import GraphileJobQueue
 from jobworker.providers.qstash import QStashJobQueue
-from jobworker.queue import GraphileJobQueue, build_queue, build_runtime
 from jobworker.registry import JobRegistry
 from jobworker.worker import Worker
 from tests import shared_jobs

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 from jobworker.config import JobsConfig
-from jobworker.queue import GraphileJobQueue, build_runtime
+from jobworker.providers import build_runtime
+from jobworker.providers.graphile import GraphileJobQueue
 from jobworker.worker import Worker
 from tests import shared_jobs
 

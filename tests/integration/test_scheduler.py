@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from jobworker import endpoint, errors, scheduler
+from jobworker import errors, httpserver, scheduler
 from jobworker.crontab import ScheduleEntry, parse_crontab, parse_entry
 from jobworker.scheduler import Scheduler
 from tests import shared_jobs
@@ -238,13 +238,14 @@ async def test_health_server_reports_the_loop_and_metrics(db_url: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    runner = await endpoint.start_health_server(port, lambda: sched.healthy, host="127.0.0.1")
+    runner = await httpserver.start(port, lambda: sched.healthy, host="127.0.0.1")
     try:
         async with aiohttp.ClientSession() as session:
             health = await session.get(f"http://127.0.0.1:{port}/healthz")
-            assert health.status == 200
+            assert health.status == 200 and await health.json() == {"status": "ok"}
             sched.stop()
-            assert (await session.get(f"http://127.0.0.1:{port}/healthz")).status == 503
+            health = await session.get(f"http://127.0.0.1:{port}/healthz")
+            assert health.status == 503 and await health.json() == {"status": "unhealthy"}
             text = await (await session.get(f"http://127.0.0.1:{port}/metrics")).text()
             assert 'jobworker_schedule_fires_total{schedule="metered"} 1.0' in text
     finally:

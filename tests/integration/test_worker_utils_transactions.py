@@ -9,7 +9,7 @@ import pydantic
 
 from jobworker.jobs import JobContext, define_job
 from jobworker.models import JobSpec
-from jobworker.queue import GraphileJobQueue
+from jobworker.providers.graphile import GraphileJobQueue
 from jobworker.worker_utils import SyncWorkerUtils, WorkerUtils
 from tests.integration.runtime import job_count, job_rows
 

@@ -24,7 +24,8 @@ from typing import TypedDict
 import pydantic
 
 from jobworker.jobs import JobContext, define_job
-from jobworker.queue import GraphileJobQueue, JobQueue
+from jobworker.providers.graphile import GraphileJobQueue
+from jobworker.queue import JobQueue
 
 
 class CleanupPayload(pydantic.BaseModel):

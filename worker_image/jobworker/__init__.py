@@ -6,8 +6,9 @@ from jobworker.config import JobsConfig
 from jobworker.errors import JobsNotConfiguredError, JobworkerError, PermanentJobError, RetryJob
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition, JobKeyMode, define_job
 from jobworker.models import JobSpec
-from jobworker.providers.noop import enqueue_or_skip
-from jobworker.queue import EnqueuedJob, GraphileJobQueue, JobQueue, build_queue, build_runtime
+from jobworker.providers import build_queue, build_runtime, enqueue_or_skip
+from jobworker.providers.graphile import GraphileJobQueue
+from jobworker.queue import EnqueuedJob, JobQueue
 from jobworker.registry import JobRegistry, load_registry
 from jobworker.worker import Worker
 from jobworker.worker_utils import SyncWorkerUtils, WorkerUtils

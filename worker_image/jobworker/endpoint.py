@@ -38,7 +38,7 @@ import prometheus_client
 from aiohttp import web
 from multidict import CIMultiDict
 
-from jobworker import db, errors, metrics
+from jobworker import db, errors, httpserver, metrics
 from jobworker.config import QStashConfig
 from jobworker.durations import parse_duration
 from jobworker.jobs import AbortSignal, JobContext
@@ -75,7 +75,6 @@ def encode_header(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-HEALTHY: web.AppKey[Callable[[], bool]] = web.AppKey("jobworker_healthy")
 RECEIVER: web.AppKey[Receiver] = web.AppKey("jobworker_receiver")
 
 
@@ -271,15 +270,15 @@ class Receiver:
             await job.run(payload, ctx)
         except errors.PermanentJobError as exc:
             metrics.JOBS_FAILED.labels(name, "true").inc()
-            return _permanent("jobs.permanent_failure", _describe(exc))
+            return _permanent("jobs.permanent_failure", errors.describe(exc))
         except errors.RetryJob as exc:
             metrics.JOBS_FAILED.labels(name, "false").inc()
             delay = str(max(1, math.ceil(exc.delay.total_seconds())))
-            return _error(503, "jobs.retry", _describe(exc), **{"Retry-After": delay})
+            return _error(503, "jobs.retry", errors.describe(exc), **{"Retry-After": delay})
         except Exception as exc:
             metrics.JOBS_FAILED.labels(name, str(ctx.is_last_attempt).lower()).inc()
-            ctx.logger.warning("job %s (%s) attempt %d failed: %s", message_id, name, attempt, _describe(exc))
-            return _error(500, "jobs.failed", _describe(exc))
+            ctx.logger.warning("job %s (%s) attempt %d failed: %s", message_id, name, attempt, errors.describe(exc))
+            return _error(500, "jobs.failed", errors.describe(exc))
         finally:
             self.running.discard(signal)
             metrics.JOB_DURATION.labels(name).observe(time.perf_counter() - started)
@@ -294,10 +293,6 @@ def _int(raw: str | None, default: int) -> int:
         return default
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 # -- aiohttp ---------------------------------------------------------------------------------------
 def _json_response(reply: Reply) -> web.Response:
     return web.json_response(reply.body, status=reply.status, headers=reply.headers)
@@ -309,16 +304,6 @@ async def _request_chunks(request: web.Request) -> Chunks:
             yield chunk
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
         raise BodyIncomplete(str(exc)) from None
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    healthy = request.app[HEALTHY]
-    return web.json_response({"ok": healthy()}, status=200 if healthy() else 503)
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
 def create_app(
@@ -359,26 +344,12 @@ def create_app(
 
     # aiohttp's own limit applies only to request.read(); ours streams, so lift theirs past it.
     app = web.Application(client_max_size=max_body_bytes + 1)
-    app[HEALTHY] = lambda: True
     app.router.add_post(ROUTE_PREFIX + "{name}", run_job)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
+    httpserver.add_health_routes(app, lambda: True)  # the same /healthz and /metrics as every process
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     app[RECEIVER] = receiver
     return app
-
-
-async def start_health_server(port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> web.AppRunner:
-    """``/healthz`` and ``/metrics`` on ``port``, for processes without the job routes (the scheduler)."""
-    app = web.Application()
-    app[HEALTHY] = healthy
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 class EndpointRuntime:

@@ -1,4 +1,8 @@
-"""A tiny aiohttp server for /healthz and /metrics, shared by the worker and scheduler processes.
+"""The health server: /healthz and /metrics, one server and one JSON shape for every jobworker process.
+
+``GET /healthz`` answers ``200 {"status": "ok"}`` while the process is healthy and ``503 {"status":
+"unhealthy"}`` otherwise: the worker (see ``Worker.healthy``), the scheduler (its loop ticked in the last
+150 s) and ``jobworker serve``, whose job endpoint mounts the same routes (``add_health_routes``).
 
 ``GET /metrics?queue_stats=1`` adds the queue statistics of the worker's own database (bounded like the
 operator's: the fullest queues by name, the rest as ``other``), read at most every few seconds. Only the
@@ -79,7 +83,10 @@ def render_queue_reading(stats: QueueStats, schema_version: int | None) -> bytes
     return generate_latest(registry)
 
 
-def health_app(healthy: Callable[[], bool], queue_stats: QueueStatsReader | None = None) -> web.Application:
+def add_health_routes(
+    app: web.Application, healthy: Callable[[], bool], queue_stats: QueueStatsReader | None = None
+) -> None:
+    """Add ``/healthz`` and ``/metrics`` to ``app``."""
     reading = QueueReading(queue_stats) if queue_stats else None
 
     async def healthz(_: web.Request) -> web.Response:
@@ -95,15 +102,20 @@ def health_app(healthy: Callable[[], bool], queue_stats: QueueStatsReader | None
                 return web.Response(status=503, text=f"queue statistics unavailable: {type(exc).__name__}\n")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+
+def health_app(healthy: Callable[[], bool], queue_stats: QueueStatsReader | None = None) -> web.Application:
+    app = web.Application()
+    add_health_routes(app, healthy, queue_stats)
     return app
 
 
 async def start(
     port: int, healthy: Callable[[], bool], host: str = "0.0.0.0", *, queue_stats: QueueStatsReader | None = None
 ) -> web.AppRunner:
+    """Serve ``health_app`` on ``host:port`` until ``runner.cleanup()``."""
     runner = web.AppRunner(health_app(healthy, queue_stats), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -231,9 +231,9 @@ async def _serve(scheduler: Scheduler, http_port: int | None) -> None:
         loop.add_signal_handler(sig, scheduler.stop)
     runner = None
     if http_port:
-        from jobworker import endpoint
+        from jobworker import httpserver
 
-        runner = await endpoint.start_health_server(http_port, lambda: scheduler.healthy)
+        runner = await httpserver.start(http_port, lambda: scheduler.healthy)
     try:
         await scheduler.run()
     finally:
