@@ -69,8 +69,11 @@ class Heartbeat:
 
     async def beat(self) -> None:
         """Record one heartbeat (registers the worker on the first); raises when the database does not take it."""
+        # The database stamps the beat with its now(), at or after this moment: the fence counts from here, not
+        # from the reply, which a slow connection or a busy loop can deliver late (past the sweep's own clock).
+        sent = time.monotonic()
         await self.fetch("heartbeat", {"worker_id": self.worker_id, "metadata": Json(self.metadata())})
-        self.ok_at = time.monotonic()
+        self.ok_at = sent
 
     async def run(self) -> None:
         beat: asyncio.Task[None] | None = None
