@@ -88,3 +88,29 @@ async def test_a_schema_without_the_table_still_shows_the_overview(db_url: str) 
         await store.close()
     assert not snap.throughput_recorded and snap.completed_per_minute == []
     assert "jobworker migrate" in pages.chart(snap)
+
+
+async def test_a_running_worker_records_its_jobs_with_its_heartbeat(db_url: str) -> None:
+    """End to end: a real worker completes and fails jobs; its heartbeats put them in the dashboard's hour."""
+    from jobworker import JobContext, define_job
+    from jobworker.worker_utils import WorkerUtils
+    from tests.integration.runtime import eventually, make_worker, running
+
+    async def ok(payload: dict[str, Any], ctx: JobContext) -> None:
+        return None
+
+    async def bad(payload: dict[str, Any], ctx: JobContext) -> None:
+        raise ValueError("no")
+
+    done = define_job("tp_ok", payload=dict[str, Any], handler=ok)
+    fails = define_job("tp_bad", payload=dict[str, Any], handler=bad, max_attempts=1)
+    async with WorkerUtils(db_url) as u:
+        for _ in range(3):
+            await u.add_job("tp_ok", {})
+        for _ in range(2):
+            await u.add_job("tp_bad", {}, max_attempts=1)
+    throughput.SAMPLER.take()  # counted by earlier tests in this process: not this worker's
+    async with running(make_worker(db_url, done, fails)):
+        await eventually(
+            lambda: overview_totals(db_url), lambda t: t == (3, 2), within=30, what="3 completed, 2 failed"
+        )

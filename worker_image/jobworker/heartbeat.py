@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Json
 
-from jobworker import errors, metrics
+from jobworker import errors, metrics, throughput
 from jobworker.finisher import UNREACHABLE
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class Heartbeat:
         sent = time.monotonic()
         await self.fetch("heartbeat", {"worker_id": self.worker_id, "metadata": Json(self.metadata())})
         self.ok_at = sent
+        await throughput.record(self.fetch, self.worker_id)  # the dashboard's per-minute counts; never raises
 
     async def run(self) -> None:
         beat: asyncio.Task[None] | None = None
