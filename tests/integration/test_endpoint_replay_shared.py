@@ -198,6 +198,8 @@ async def test_a_frozen_database_answers_503_within_the_replay_timeout(db_url: s
                 body = json.dumps({"text": "frozen"}).encode()
                 reply = await r.post(r.a, body, {"Upstash-Signature": r.sign(body)})
                 assert reply.status_code == 503 and "Retry-After" in reply.headers, reply.text
+                log = (r.a.workdir / "stderr.log").read_text()
+                assert "did not answer within 1s (JOBWORKER_REPLAY_TIMEOUT)" in log, log
             finally:
                 proxy.thaw()
             again = json.dumps({"text": "thawed"}).encode()

@@ -95,7 +95,14 @@ class PostgresSeenTokens:
         try:
             return await self.store.one(queries.RECORD_SIGNATURE, params) is not None
         except errors.DatabaseError as exc:
-            raise ReplayStoreUnavailableError(f"the replay database is unavailable: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: errors.DatabaseError) -> ReplayStoreUnavailableError:
+        if isinstance(exc.__cause__, TimeoutError):  # the store's bound is ours here: name our setting
+            return ReplayStoreUnavailableError(
+                f"the replay database did not answer within {self.timeout:g}s (JOBWORKER_REPLAY_TIMEOUT)"
+            )
+        return ReplayStoreUnavailableError(f"the replay database is unavailable: {exc}")
 
     async def check(self) -> None:
         """Raise ConfigurationError when the table is missing; log (and go on) when the server is down."""
@@ -103,7 +110,7 @@ class PostgresSeenTokens:
         try:
             row = await self.store.one(queries.SEEN_SIGNATURES_READY, {"table": table})
         except errors.DatabaseError as exc:
-            log.warning("the replay database is unavailable: %s; deliveries get 503 until it answers", exc)
+            log.warning("%s; deliveries get 503 until it answers", self._unavailable(exc))
             return
         if row is None or not row.present:
             raise errors.ConfigurationError(
