@@ -21,7 +21,7 @@ ALLOWED = {
     ),
 }
 NOT_YET_MOVED = {
-    # Moving onto the store in issue 14 (the worker split, the dashboard); remove each entry once it has.
+    # Moving onto the store in issue 14 (the worker split); remove the entry once it has.
     "jobworker/worker.py": "the worker's pool, until the worker split moves it onto JobStore",
 }
 POOLS = {"AsyncConnectionPool", "ConnectionPool", "NullConnectionPool", "AsyncNullConnectionPool"}

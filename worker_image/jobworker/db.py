@@ -158,29 +158,11 @@ def resolve_schema(explicit: str | None = None) -> str:
     return schema
 
 
-def describe(exc: psycopg.Error) -> str:
-    """Superseded by ``errors.describe``; kept only until replay.py uses that."""
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag else None
-    text = primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
-
-
 def wrap_exceptions() -> contextlib.AbstractContextManager[None]:
-    """Moved to ``jobworker.store.wrap_exceptions``; kept only until the worker and the dashboard use the store."""
+    """Moved to ``jobworker.store.wrap_exceptions``; kept only until the worker uses the store."""
     from jobworker import store
 
     return store.wrap_exceptions()
-
-
-def _one_line(exc: BaseException) -> str:
-    """Superseded by ``errors.describe``; kept only until worker.py (as committed) uses that."""
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    if primary:
-        return str(primary)
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def connect_options(url: str) -> dict[str, Any]:
