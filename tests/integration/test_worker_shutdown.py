@@ -237,4 +237,4 @@ async def test_a_failed_start_raises_one_database_error_and_closes_the_pool(db_u
     worker = make_worker(db_url, never_runs)
     with pytest.raises(DatabaseError, match="jobworker migrate"):
         await worker.run()
-    assert worker._pool is not None and worker._pool.closed, "the connection pool was left open"
+    assert worker.store.closed, "the connection pool was left open"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobworker.jobs import JobContext, define_job
+from jobworker.queries import ClaimedJob
 from jobworker.worker_utils import WorkerUtils
 from tests.integration.runtime import eventually, fetch, job_row, make_worker, running
 from tests.tcp_proxy import TcpProxy
@@ -78,7 +79,7 @@ async def test_an_unexpected_error_after_a_claim_is_logged_and_backed_off_never_
     start = worker.claims.start
     failures = iter([RuntimeError("a bug between the claim and the start")])
 
-    def flaky_start(row: dict[str, Any]) -> None:
+    def flaky_start(row: ClaimedJob) -> None:
         error = next(failures, None)
         if error is not None:
             raise error

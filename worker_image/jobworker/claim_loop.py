@@ -14,20 +14,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from jobworker import errors
+from jobworker import errors, queries
 from jobworker.backoff import Backoff
 from jobworker.finisher import UNREACHABLE
 
 if TYPE_CHECKING:
-    from jobworker.finisher import Fetch, Finisher
+    from jobworker.finisher import Finisher
     from jobworker.local_queue import LocalQueue
+    from jobworker.queries import ClaimedJob
     from jobworker.runner import JobRunner
     from jobworker.settings import WorkerSettings
+    from jobworker.store import JobStore
 
 log = logging.getLogger("jobworker.worker")
-Row = dict[str, Any]
 
 
 class ClaimLoop:
@@ -35,7 +36,7 @@ class ClaimLoop:
 
     def __init__(
         self,
-        fetch: Fetch,
+        store: JobStore,
         worker_id: str,
         settings: WorkerSettings,
         *,
@@ -46,7 +47,7 @@ class ClaimLoop:
         stopping: Callable[[], bool],
         fenced: Callable[[], bool],
     ) -> None:
-        self.fetch = fetch
+        self.store = store
         self.worker_id = worker_id
         self.settings = settings
         self.task_ids = task_ids
@@ -67,7 +68,7 @@ class ClaimLoop:
     def mark_stray_locks(self) -> None:
         self.stray_locks = True
 
-    def start(self, row: Row) -> None:
+    def start(self, row: ClaimedJob) -> None:
         self.runner.start(row, stopping=self.stopping())
 
     async def run(self, *, drain: bool) -> None:
@@ -127,11 +128,11 @@ class ClaimLoop:
             self.start(row)
         return len(rows)
 
-    async def claim(self, limit: int) -> list[Row]:
+    async def claim(self, limit: int) -> list[ClaimedJob]:
         if limit <= 0 or not self.task_ids:
             return []
-        return await self.fetch(
-            "get_jobs",
+        return await self.store.all(
+            queries.GET_JOBS,
             {
                 "worker_id": self.worker_id,
                 "task_ids": list(self.task_ids.values()),
@@ -146,11 +147,11 @@ class ClaimLoop:
         held = set(self.runner.running) | self.finisher.held_ids()
         if self.local is not None:
             held |= self.local.held_ids()
-        rows = await self.fetch("release_stray_locks", {"worker_id": self.worker_id, "held": list(held)})
+        rows = await self.store.all(queries.RELEASE_STRAY_LOCKS, {"worker_id": self.worker_id, "held": list(held)})
         self.stray_locks = False
         if rows:
             log.warning(
                 "released %d job(s) locked to this worker but running nowhere (a claim reply or a result was lost): %s",
                 len(rows),
-                ", ".join(str(r["id"]) for r in rows),
+                ", ".join(str(r.id) for r in rows),
             )

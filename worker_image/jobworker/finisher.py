@@ -13,23 +13,25 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Json
 
-from jobworker import errors, metrics
+from jobworker import errors, metrics, queries
 from jobworker.backoff import Backoff
 from jobworker.outcome import Completed, Failed, Failure, Outcome, PartialBatch, RetryAt, Returned
 from jobworker.runner import task_metrics
+from jobworker.store import refused
+
+if TYPE_CHECKING:
+    from jobworker.store import JobStore
 
 log = logging.getLogger("jobworker.worker")
-Fetch = Callable[[str, dict[str, Any] | None], Awaitable[list[dict[str, Any]]]]
-"""Run one named query (sql/queries) and return its rows."""
-REFUSED = (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError)
-"""The statement itself was refused: sending it again is refused again."""
 UNREACHABLE = (psycopg.Error, errors.DatabaseError, OSError)
+"""What a statement raises when the database did not take it: unreachable, or it refused the statement
+(``store.refused``: sending the same statement again is refused again)."""
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
@@ -38,7 +40,7 @@ class Finisher:
 
     def __init__(
         self,
-        fetch: Fetch,
+        store: JobStore,
         worker_id: str,
         *,
         complete_delay: float,
@@ -46,7 +48,7 @@ class Finisher:
         stopping: Callable[[], bool],
         stray_locks: Callable[[], None],
     ) -> None:
-        self.fetch = fetch
+        self.store = store
         self.worker_id = worker_id
         self.complete_delay = complete_delay
         self.wake = wake
@@ -87,17 +89,18 @@ class Finisher:
                 backoff.reset()
                 # A finished job may have freed its named queue: claim again now, not at the next poll.
                 self.wake()
-            except REFUSED as exc:
-                # Retrying the same batch would be refused for ever and hold back every later outcome.
-                log.warning(
-                    "could not record %d job results together (%s); writing them one by one",
-                    len(batch),
-                    errors.describe(exc),
-                )
-                await self._write_one_by_one(batch)
-                self.writes_done += 1
-                self.wake()
             except UNREACHABLE as exc:
+                if refused(exc):
+                    # Retrying the same batch would be refused for ever and hold back every later outcome.
+                    log.warning(
+                        "could not record %d job results together (%s); writing them one by one",
+                        len(batch),
+                        errors.describe(exc),
+                    )
+                    await self._write_one_by_one(batch)
+                    self.writes_done += 1
+                    self.wake()
+                    continue
                 # Keep every outcome and try again: the jobs stay locked to us, so nobody runs them twice.
                 pause = backoff.next()
                 log.warning(
@@ -113,11 +116,12 @@ class Finisher:
         for position, outcome in enumerate(batch):
             try:
                 await self.write([outcome])
-            except REFUSED as exc:
-                # Refused twice (together, then alone). The sweep never recovers a live worker's job, so
-                # never leave it locked: record a plain failure that names the refusal, else hand it back.
-                await self._write_refused(outcome, errors.describe(exc))
-            except UNREACHABLE:
+            except UNREACHABLE as exc:
+                if refused(exc):
+                    # Refused twice (together, then alone). The sweep never recovers a live worker's job, so
+                    # never leave it locked: record a plain failure that names the refusal, else hand it back.
+                    await self._write_refused(outcome, errors.describe(exc))
+                    continue
                 # The connection went away mid-way: the rest goes back to the normal retry path.
                 self.pending = batch[position:] + self.pending
                 self.ready.set()
@@ -133,10 +137,10 @@ class Finisher:
         for attempt in (fallback, Returned(outcome.job_id, outcome.task)):
             try:
                 await self.write([attempt])
-            except REFUSED as exc:
-                reason = errors.describe(exc)
-                continue
-            except UNREACHABLE:
+            except UNREACHABLE as exc:
+                if refused(exc):
+                    reason = errors.describe(exc)
+                    continue
                 self.record(outcome)  # the connection went away: the normal retry path takes it again
                 return
             log.error(
@@ -157,15 +161,17 @@ class Finisher:
         failed = [o for o in batch if isinstance(o, Failure)]
         returned = [o for o in batch if isinstance(o, Returned)]
         if done:
-            rows = await self.fetch("complete_jobs", {"job_ids": [o.job_id for o in done], "worker_id": self.worker_id})
+            rows = await self.store.all(
+                queries.COMPLETE_JOBS, {"job_ids": [o.job_id for o in done], "worker_id": self.worker_id}
+            )
             if len(rows) != len(done):
-                done = fenced_out("complete", done, {row["id"] for row in rows})
+                done = fenced_out("complete", done, {row.id for row in rows})
             for task, count in Counter(o.task for o in done).items():
                 task_metrics(task)[2].inc(count)
         if failed:
-            rows = await self.fetch("fail_jobs", _fail_params(self.worker_id, failed))
+            rows = await self.store.all(queries.FAIL_JOBS, _fail_params(self.worker_id, failed))
             if len(rows) != len(failed):
-                failed = fenced_out("fail", failed, {row["id"] for row in rows})
+                failed = fenced_out("fail", failed, {row.id for row in rows})
             for f in failed:
                 permanent = isinstance(f, Failed) and f.permanent
                 metrics.JOBS_FAILED.labels(f.task, str(permanent).lower()).inc()
@@ -181,8 +187,8 @@ class Finisher:
         ids = list(job_ids)
         if not ids:
             return set()
-        rows = await self.fetch("return_jobs", {"job_ids": ids, "worker_id": self.worker_id})
-        return {row["id"] for row in rows}
+        rows = await self.store.all(queries.RETURN_JOBS, {"job_ids": ids, "worker_id": self.worker_id})
+        return {row.id for row in rows}
 
     async def drain(self, deadline: float, forced: asyncio.Event, forced_at: Callable[[], float]) -> None:
         """Wait for every outcome to be written, until ``deadline`` (2 s after a forced stop at most)."""

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Json
 
-from jobworker import errors, metrics, throughput
+from jobworker import errors, metrics, queries, throughput
 from jobworker.finisher import UNREACHABLE
+from jobworker.queries import NoRow, Query
 
 if TYPE_CHECKING:
-    from jobworker.finisher import Fetch
     from jobworker.settings import WorkerSettings
+    from jobworker.store import JobStore
 
 log = logging.getLogger("jobworker.worker")
 
@@ -39,7 +40,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        fetch: Fetch,
+        store: JobStore,
         worker_id: str,
         settings: WorkerSettings,
         tasks: Sequence[str],
@@ -47,7 +48,7 @@ class Heartbeat:
         on_fenced: Callable[[], int],
         on_restored: Callable[[], None],
     ) -> None:
-        self.fetch = fetch
+        self.store = store
         self.worker_id = worker_id
         self.settings = settings
         self.tasks = list(tasks)
@@ -72,9 +73,13 @@ class Heartbeat:
         # The database stamps the beat with its now(), at or after this moment: the fence counts from here, not
         # from the reply, which a slow connection or a busy loop can deliver late (past the sweep's own clock).
         sent = time.monotonic()
-        await self.fetch("heartbeat", {"worker_id": self.worker_id, "metadata": Json(self.metadata())})
+        await self.store.execute(queries.HEARTBEAT, {"worker_id": self.worker_id, "metadata": Json(self.metadata())})
         self.ok_at = sent
-        await throughput.record(self.fetch, self.worker_id)  # the dashboard's per-minute counts; never raises
+        await throughput.record(self._run_named, self.worker_id)  # the dashboard's per-minute counts; never raises
+
+    async def _run_named(self, name: str, params: dict[str, Any] | None = None) -> None:
+        """Run the query of sql/queries named ``name`` for its effect (throughput.record names its own)."""
+        await self.store.all(Query(name, NoRow), params)
 
     async def run(self) -> None:
         beat: asyncio.Task[None] | None = None

@@ -7,13 +7,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from jobworker import errors
 from jobworker.finisher import UNREACHABLE
+from jobworker.queries import ClaimedJob
 
 log = logging.getLogger("jobworker.worker")
-Row = dict[str, Any]
+Row = ClaimedJob
 
 
 class LocalQueue:
@@ -40,7 +40,7 @@ class LocalQueue:
         return len(self.rows)
 
     def held_ids(self) -> set[int]:
-        return {row["id"] for row in self.rows}
+        return {row.id for row in self.rows}
 
     def take_all(self) -> list[Row]:
         """Empty the queue: the caller returns these jobs."""

@@ -14,12 +14,13 @@ from typing import Any
 from jobworker import errors, metrics
 from jobworker.jobs import AbortSignal, JobContext, JobDefinition
 from jobworker.outcome import Completed, Failed, Outcome, PartialBatch, RetryAt, Returned
+from jobworker.queries import ClaimedJob
 from jobworker.registry import JobRegistry
 from jobworker.settings import WorkerSettings
 
 log = logging.getLogger("jobworker.worker")
 MAX_RETRY_DELAY_SECONDS = 10 * 365 * 86400
-Row = dict[str, Any]
+Row = ClaimedJob
 
 
 class JobRunner:
@@ -58,13 +59,13 @@ class JobRunner:
         return len(self.running)
 
     def start(self, row: Row, *, stopping: bool = False) -> None:
-        task_name = row.get("task_identifier") or self.task_names.get(row["task_id"], f"<task {row['task_id']}>")
+        task_name = row.task_identifier or self.task_names.get(row.task_id, f"<task {row.task_id}>")
         signal = AbortSignal()
         if stopping:
             signal.fire("worker is shutting down")
-        self.signals[row["id"]] = signal
-        task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row['id']}")
-        self.running[row["id"]] = task
+        self.signals[row.id] = signal
+        task = asyncio.create_task(self._execute(row, task_name, signal), name=f"jobworker-job-{row.id}")
+        self.running[row.id] = task
 
     def fire_all(self, reason: str) -> None:
         for signal in list(self.signals.values()):
@@ -81,7 +82,7 @@ class JobRunner:
         return len(running)
 
     async def _execute(self, row: Row, task_name: str, signal: AbortSignal) -> None:
-        job_id = row["id"]
+        job_id = row.id
         # Until _invoke returns, the job has not succeeded: a BaseException escaping it hands the job back.
         outcome: Outcome = Returned(job_id, task_name)
         started = time.perf_counter()
@@ -108,7 +109,7 @@ class JobRunner:
             self.wake()
 
     async def _invoke(self, row: Row, task_name: str, signal: AbortSignal) -> Outcome:
-        job_id = row["id"]
+        job_id = row.id
         definition: JobDefinition[Any] | None = None
         if task_name in self.registry:
             definition = self.registry.get(task_name)
@@ -118,21 +119,21 @@ class JobRunner:
             return Failed(job_id, task_name, f"Unsupported task {task_name!r}: no handler in this worker")
         task_metrics(task_name)[0].inc()
         try:
-            raw = decode_payload(row["payload"])
+            raw = decode_payload(row.payload)
             payload = definition.validate(raw)
         except errors.InvalidPayloadError as exc:
             return Failed(job_id, task_name, str(exc), permanent=True)
         ctx = JobContext(
             job_id=str(job_id),
             job_name=task_name,
-            attempt=row["attempts"],
-            max_attempts=row["max_attempts"],
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
             signal=signal,
-            job_key=row["key"],
-            run_at=row["run_at"],
-            queue_name=row.get("queue_name"),
-            priority=row["priority"],
-            flags=frozenset(row["flags"] or ()),
+            job_key=row.key,
+            run_at=row.run_at,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            flags=frozenset(row.flags or ()),
         )
         timeout = definition.timeout or self.settings.job_timeout
         try:

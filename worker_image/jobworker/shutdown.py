@@ -59,7 +59,7 @@ class Shutdown:
         if local is not None:
             await local.settle()
         await runner.stop(grace, self.forced)
-        unstarted = [row["id"] for row in local.take_all()] if local is not None else []
+        unstarted = [row.id for row in local.take_all()] if local is not None else []
         if self.forced.is_set():
             deadline = time.monotonic() + FORCED_GRACE
         else:

@@ -24,21 +24,19 @@ import socket
 import time
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-
-from jobworker import db, metrics, sql
+from jobworker import db, metrics, queries
 from jobworker.claim_loop import ClaimLoop
 from jobworker.finisher import Finisher
 from jobworker.heartbeat import Heartbeat
 from jobworker.listener import Listener
 from jobworker.local_queue import LocalQueue
 from jobworker.outcome import Returned
+from jobworker.queries import ClaimedJob
 from jobworker.registry import JobRegistry
 from jobworker.runner import JobRunner
 from jobworker.settings import ConnectionSettings, WorkerSettings
 from jobworker.shutdown import Shutdown
+from jobworker.store import JobStore, PoolOptions
 from jobworker.watchdog import LoopWatchdog
 
 log = logging.getLogger("jobworker.worker")
@@ -70,14 +68,28 @@ class Worker:
             self.settings.worker_id or f"jobworker-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
         self._connection = ConnectionSettings.from_env()
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] | None = None
+        # The pool gives up reconnecting at once while the server is down, and a statement waits POOL_WAIT
+        # for a connection at most, so every loop retries about once a second (store.py's module docstring).
+        self.store = JobStore(
+            self.database_url,
+            self.schema,
+            pool=PoolOptions(
+                min_size=1,
+                max_size=max(2, min(self.settings.concurrency, 8)) + 1,
+                wait=POOL_WAIT,
+                reconnect_timeout=0,
+                open_timeout=30,
+                prepare_threshold=0,
+            ),
+            operation_timeout=self._connection.operation_timeout,
+        )
         self._task_ids: dict[str, int] = {}
         self._task_names: dict[int, str] = {}
         self.breaking_migration: Any = None
         """The migration number of a breaking migration that stopped this worker, if one did."""
         self.shutdown = Shutdown()
         self.finisher = Finisher(
-            self._fetch,
+            self.store,
             self.worker_id,
             complete_delay=self.settings.complete_delay if self.settings.batch else 0.0,
             wake=self._wake,
@@ -104,7 +116,7 @@ class Worker:
             else None
         )
         self.claims = ClaimLoop(
-            self._fetch,
+            self.store,
             self.worker_id,
             self.settings,
             task_ids=self._task_ids,
@@ -115,7 +127,7 @@ class Worker:
             fenced=lambda: self.heartbeat.fenced,
         )
         self.heartbeat = Heartbeat(
-            self._fetch,
+            self.store,
             self.worker_id,
             self.settings,
             [job.name for job in registry],
@@ -142,7 +154,7 @@ class Worker:
     def _stray_locks(self) -> None:
         self.claims.mark_stray_locks()
 
-    async def _claim(self, limit: int) -> list[dict[str, Any]]:
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
         return await self.claims.claim(limit)
 
     def _fence(self) -> int:
@@ -150,7 +162,7 @@ class Worker:
         signalled = self.runner.fence("heartbeat lost: the stale-worker sweep may give this job to another worker")
         if self.local is not None:
             for row in self.local.take_all():  # fenced by locked_by, like every write
-                self.finisher.record(Returned(row["id"], row.get("task_identifier") or ""))
+                self.finisher.record(Returned(row.id, row.task_identifier))
         return signalled
 
     def _on_breaking_migration(self, number: Any) -> None:
@@ -166,42 +178,18 @@ class Worker:
 
     # -- database ---------------------------------------------------------------------------------
     async def _open(self) -> None:
-        max_size = max(2, min(self.settings.concurrency, 8)) + 1
-        self._pool = AsyncConnectionPool(
-            self.database_url,
-            min_size=1,
-            max_size=max_size,
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "prepare_threshold": 0,
-                **db.connect_options(self.database_url),
-            },
-            open=False,
-            reconnect_timeout=0,
-        )
         try:
-            with db.wrap_exceptions():
-                await self._pool.open(wait=True, timeout=30)
-                names = [job.name for job in self.registry]
-                rows = await self._fetch("register_tasks", {"identifiers": names})
-                self._task_ids.update({r["identifier"]: r["id"] for r in rows})
-                self._task_names.update({v: k for k, v in self._task_ids.items()})
-                await self.heartbeat.beat()
+            await self.store.open()
+            names = [job.name for job in self.registry]
+            rows = await self.store.all(queries.REGISTER_TASKS, {"identifiers": names})
+            self._task_ids.update({r.identifier: r.id for r in rows})
+            self._task_names.update({v: k for k, v in self._task_ids.items()})
+            await self.heartbeat.beat()
         except BaseException:
             # run() never reaches its shutdown when start-up fails: close the pool here, or it leaks.
-            await self._pool.close()
+            await self.store.close()
             raise
         self._finisher_task = asyncio.create_task(self.finisher.run(), name="jobworker-finisher")
-
-    async def _fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        assert self._pool is not None
-        # A connection whose peer takes bytes but never answers (no RST, so TCP cannot tell) would hang
-        # this statement for ever: give up after operation_timeout; psycopg then closes the connection.
-        async with asyncio.timeout(self._connection.operation_timeout):
-            async with self._pool.connection(timeout=POOL_WAIT) as conn:
-                cur = await conn.execute(sql.query(name, self.schema), params)
-                return await cur.fetchall() if cur.description else []
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -244,21 +232,20 @@ class Worker:
             local=self.local,
             finisher=self.finisher,
             background=self._background,
-            farewell=self._farewell if self._pool is not None else None,
+            farewell=self._farewell,
         )
         if self._finisher_task is not None:
             self._finisher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._finisher_task
-        if self._pool is not None:
-            await self._pool.close()
+        await self.store.close()
         log.info("worker %s stopped", self.worker_id)
 
     async def _farewell(self, unstarted: list[int]) -> None:
         with contextlib.suppress(Exception):
             await self.finisher.return_jobs(unstarted)
         with contextlib.suppress(Exception):
-            await self._fetch("deregister", {"worker_id": self.worker_id})
+            await self.store.execute(queries.DEREGISTER, {"worker_id": self.worker_id})
 
     # -- state ------------------------------------------------------------------------------------
     @property
