@@ -97,7 +97,7 @@ async def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     from jobworker import httpserver
-    from jobworker.worker import Worker
+    from jobworker.worker import EXIT_BREAKING_MIGRATION, Worker
 
     registry = load_registry(args.tasks)
     url = db.resolve_database_url(args.database_url, worker=True)
@@ -150,9 +150,11 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     finally:
         if runner is not None:
             await runner.cleanup()
+    # graphile-worker's exit code after a breaking migration (worker:migrate): restart on the new version.
+    code = EXIT_BREAKING_MIGRATION if worker.breaking_migration is not None else 0
     # A sync handler abandoned at shutdown keeps its thread, and asyncio.run would wait for it.
-    _exit_past_stuck_threads(0)
-    return 0
+    _exit_past_stuck_threads(code)
+    return code
 
 
 def _on_signals(handler: Callable[[bool], None]) -> None:

@@ -65,6 +65,7 @@ async def _migrate(tx: Transaction, schema: str, *, allow_breaking: bool) -> Mig
         # that took it (committed or not) makes this insert wait, then do nothing, and we skip the step.
         if await tx.one(queries.CLAIM_GRAPHILE_MIGRATION, {"id": number}):
             await tx.run_migration(upgrades[number])
+            await tx.execute(queries.NOTIFY_MIGRATION, {"id": number, "breaking": False, "family": "graphile"})
             applied.append(f"graphile {number}")
         graphile = number
     await tx.execute(queries.CREATE_JOBWORKER_MIGRATIONS)
@@ -93,6 +94,9 @@ async def _migrate(tx: Transaction, schema: str, *, allow_breaking: bool) -> Mig
     for number, text in pending:
         await tx.run_migration(text)
         await tx.execute(queries.RECORD_JOBWORKER_MIGRATION, {"id": number, "breaking": _is_breaking(text)})
+        # graphile-worker's workers sharing the schema exit (code 57) on a breaking one, as jobworker's do.
+        notice = {"id": number, "breaking": _is_breaking(text), "family": "jobworker"}
+        await tx.execute(queries.NOTIFY_MIGRATION, notice)
         applied.append(f"jobworker {number}")
     return MigrationResult(installed, graphile, max(current, newest_known), applied)
 

@@ -260,6 +260,7 @@ JOBWORKER_VERSION = Query("jobworker_version", Version)
 NEWER_BREAKING_JOBWORKER_MIGRATIONS = Query("newer_breaking_jobworker_migrations", MigrationId)
 ACTIVE_JOBWORKER_WORKERS = Query("active_jobworker_workers", Count)
 RECORD_JOBWORKER_MIGRATION = Query("record_jobworker_migration", NoRow)
+NOTIFY_MIGRATION = Query("notify_migration", NoRow)
 
 
 # -- the job endpoint's replay table (jobworker.replay) ------------------------------------------

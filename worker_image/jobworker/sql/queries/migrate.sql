@@ -33,6 +33,13 @@ select id from __SCHEMA__.jobworker_migrations where id > %(version)s and breaki
 -- jobworker's own live workers only: a drain stops those, never the Node or Rust ones sharing the table.
 select count(*) as count from __SCHEMA__._private_workers
 where last_heartbeat_at > now() - interval '1 minute' and metadata ->> 'runtime' = 'jobworker'
+-- name: notify_migration
+-- graphile-worker's signal, sent in the transaction that applies a migration (delivered at commit):
+-- graphile-worker's workers exit with code 57 on a breaking one, and so do jobworker's. `family` says
+-- which numbering migrationNumber is in (graphile's shared table, or jobworker_migrations); Node ignores it.
+select pg_notify('worker:migrate', json_build_object(
+  'migrationNumber', %(id)s::int, 'breaking', %(breaking)s::boolean, 'family', %(family)s::text
+)::text)
 -- name: record_jobworker_migration
 -- Record an applied jobworker migration and whether it was breaking.
 insert into __SCHEMA__.jobworker_migrations (id, breaking) values (%(id)s, %(breaking)s)
