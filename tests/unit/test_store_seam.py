@@ -20,9 +20,6 @@ ALLOWED = {
         "it runs only `listen` and a `select 1` keepalive, no named query"
     ),
 }
-NOT_YET_MOVED: dict[str, str] = {
-    # Modules moving onto the store; remove each entry once it has (the worker moved in issue 14).
-}
 POOLS = {"AsyncConnectionPool", "ConnectionPool", "NullConnectionPool", "AsyncNullConnectionPool"}
 RENDERING = {"query", "render"}
 
@@ -80,7 +77,7 @@ def test_only_the_store_talks_sql_to_postgresql() -> None:
     for package in PACKAGES:
         for path in sorted(package.rglob("*.py")):
             rel = path.relative_to(package.parent).as_posix()
-            if rel in ALLOWED or rel in NOT_YET_MOVED:
+            if rel in ALLOWED:
                 continue
             problems += [f"{rel} {v}" for v in violations(ast.parse(path.read_text(), str(path)))]
     assert not problems, (
@@ -90,7 +87,7 @@ def test_only_the_store_talks_sql_to_postgresql() -> None:
 
 
 def test_every_allowlisted_module_exists() -> None:
-    for rel in [*ALLOWED, *NOT_YET_MOVED]:
+    for rel in ALLOWED:
         assert any((package.parent / rel).exists() for package in PACKAGES), f"stale allowlist entry {rel}"
 
 

@@ -6,7 +6,6 @@ Connecting and running SQL is ``jobworker.store``'s job (only LISTEN keeps a ses
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -156,13 +155,6 @@ def resolve_schema(explicit: str | None = None) -> str:
             f"schema: {schema!r} is not a plain PostgreSQL identifier (letters, digits, _ and $; at most 63)"
         )
     return schema
-
-
-def wrap_exceptions() -> contextlib.AbstractContextManager[None]:
-    """Moved to ``jobworker.store.wrap_exceptions``; kept only until the worker uses the store."""
-    from jobworker import store
-
-    return store.wrap_exceptions()
 
 
 def connect_options(url: str) -> dict[str, Any]:
