@@ -2,8 +2,9 @@
 
 It owns the connections and the reconnect policy, turns psycopg errors into jobworker errors
 (``wrap_exceptions``), runs the named queries of ``jobworker.queries`` and hands back their rows as
-frozen dataclasses. ``Worker``, ``WorkerUtils``, ``Scheduler``, ``migrate`` and the operator's stats
-reader go through it; only LISTEN keeps a session of its own (it waits on the socket, not on a query).
+frozen dataclasses or NamedTuples. ``Worker``, ``WorkerUtils``, ``Scheduler``, ``migrate``, the dashboard,
+the endpoint's replay table and the operator's stats reader go through it; only LISTEN keeps a session
+of its own (it waits on the socket, not on a query).
 
 Two ways to hold connections, one policy:
 
@@ -12,7 +13,7 @@ Two ways to hold connections, one policy:
 - with ``pool``: a psycopg_pool for concurrent callers (the worker, the dashboard). The worker's pool
   gives up reconnecting at once while the server is down (``reconnect_timeout=0``) and a statement
   waits ``wait`` seconds at most for a connection, so its loops retry every second or so
-  (``worker.MAX_BACKOFF``) and resume about a second after the server is back.
+  (``backoff.MAX_BACKOFF``) and resume about a second after the server is back.
 
 Either way, a statement whose connection dropped before the reply (a restart, a killed backend) is run
 once more on a new connection when its ``Query.retry`` allows it; otherwise the caller gets
