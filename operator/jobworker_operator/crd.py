@@ -47,7 +47,6 @@ CRD_DEFAULTS: dict[str, Any] = {
     "sweep.recoveryDelay": m.DEFAULT_RECOVERY_DELAY,
     "cleanup.enabled": m.DEFAULT_CLEANUP_ENABLED,
     "cleanup.schedule": m.DEFAULT_CLEANUP_SCHEDULE,
-    "cleanup.tasks": list(m.DEFAULT_CLEANUP_TASKS),
     "metrics.enabled": m.DEFAULT_METRICS_ENABLED,
     "metrics.port": m.DEFAULT_METRICS_PORT,
     "metrics.serviceMonitor": m.DEFAULT_SERVICE_MONITOR,
@@ -55,14 +54,15 @@ CRD_DEFAULTS: dict[str, Any] = {
     "dashboard.hidePayloads": m.DEFAULT_DASHBOARD_HIDE_PAYLOADS,
     "dashboard.databaseUrlSecretRef.key": m.DEFAULT_SECRET_KEY,
 }
-# Stated in the description only. Each of these durations replaces a deprecated integer `*Seconds` field
-# (model.DEPRECATED_SECONDS): a schema default would set the new field on every object, so a pool that
-# still sets the old one would carry both. The model applies them when neither is set.
+# Stated in the description only. Each replaces a deprecated field (an integer `*Seconds` field,
+# model.DEPRECATED_SECONDS, or cleanup.tasks): a schema default would set the new field on every object, so
+# a pool that still sets the old one would carry both. The model applies them when neither is set.
 DESCRIBED_DEFAULTS: dict[str, Any] = {
     "workers.gracefulShutdown": _duration(m.DEFAULT_GRACEFUL_SHUTDOWN_SECONDS),
     "workers.autoscaling.scaleDownDelay": _duration(m.DEFAULT_SCALE_DOWN_DELAY_SECONDS),
     "migration.activeDeadline": _duration(m.DEFAULT_ACTIVE_DEADLINE_SECONDS),
     "migration.drainTimeout": _duration(m.DEFAULT_DRAIN_TIMEOUT_SECONDS),
+    "cleanup.operations": list(m.DEFAULT_CLEANUP_OPERATIONS),  # replaces the deprecated cleanup.tasks
 }
 
 

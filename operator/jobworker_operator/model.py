@@ -50,7 +50,7 @@ DEFAULT_RECOVERY_DELAY = format_duration(RUNTIME_RECOVERY_DELAY)
 DEFAULT_CLEANUP_ENABLED = True
 DEFAULT_CLEANUP_SCHEDULE = "0 3 * * *"
 # delete-permanently-failed-jobs destroys evidence, so it is opt-in.
-DEFAULT_CLEANUP_TASKS: tuple[str, ...] = ("gc-task-identifiers", "gc-job-queues")
+DEFAULT_CLEANUP_OPERATIONS: tuple[str, ...] = ("gc-task-identifiers", "gc-job-queues")
 DEFAULT_METRICS_ENABLED = True
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_SERVICE_MONITOR = False
@@ -195,7 +195,7 @@ class Sweep:
 class Cleanup:
     enabled: bool = DEFAULT_CLEANUP_ENABLED
     schedule: str = DEFAULT_CLEANUP_SCHEDULE
-    tasks: tuple[str, ...] = DEFAULT_CLEANUP_TASKS
+    operations: tuple[str, ...] = DEFAULT_CLEANUP_OPERATIONS
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,8 @@ def _cleanup(raw: dict[str, Any]) -> Cleanup:
     return Cleanup(
         enabled=bool(raw.get("enabled", DEFAULT_CLEANUP_ENABLED)),
         schedule=str(raw.get("schedule", DEFAULT_CLEANUP_SCHEDULE)),
-        tasks=tuple(raw.get("tasks") or DEFAULT_CLEANUP_TASKS),
+        # cleanup.tasks is the deprecated name of operations, still read for one release.
+        operations=tuple(raw.get("operations") or raw.get("tasks") or DEFAULT_CLEANUP_OPERATIONS),
     )
 
 

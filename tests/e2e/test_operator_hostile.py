@@ -200,6 +200,7 @@ REJECTED = [
     ({"workers": {"gracefulShutdown": "30"}}, "spec.workers.gracefulShutdown"),
     ({"migration": {"activeDeadline": "0s"}}, "migration.activeDeadline must be greater than 0"),
     ({"migration": {"drainTimeout": "5m", "drainTimeoutSeconds": 300}}, "set drainTimeout only"),
+    ({"cleanup": {"operations": ["gc-job-queues"], "tasks": ["gc-job-queues"]}}, "set operations only"),
     (
         {"workers": {"autoscaling": {"maxReplicas": 2, "scaleDownDelay": "1m", "scaleDownDelaySeconds": 60}}},
         "set scaleDownDelay only",
@@ -246,10 +247,14 @@ def test_https_and_loopback_callback_urls_are_admitted(kubectl: Any, jwp_crd: st
     kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest(namespace, "cb", provider=provider)))
 
 
-def test_deprecated_seconds_fields_are_still_admitted_and_get_no_default(
-    kubectl: Any, jwp_crd: str, namespace: str
-) -> None:
-    old = manifest(namespace, "old", workers={"gracefulShutdownSeconds": 45}, migration={"drainTimeoutSeconds": 60})
+def test_deprecated_fields_are_still_admitted_and_get_no_default(kubectl: Any, jwp_crd: str, namespace: str) -> None:
+    old = manifest(
+        namespace,
+        "old",
+        workers={"gracefulShutdownSeconds": 45},
+        migration={"drainTimeoutSeconds": 60},
+        cleanup={"tasks": ["delete-permanently-failed-jobs"]},
+    )
     proc = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(old))
     admitted = json.loads(proc.stdout)
     # Neither the new field nor the other deprecated ones are defaulted: the model applies those defaults.
@@ -259,6 +264,8 @@ def test_deprecated_seconds_fields_are_still_admitted_and_get_no_default(
     pool = Pool.from_body({**admitted, "metadata": {**admitted["metadata"], "uid": "u"}})
     assert (pool.workers.graceful_shutdown_seconds, pool.migration.drain_timeout_seconds) == (45, 60)
     assert pool.migration.active_deadline_seconds == 600
+    assert "operations" not in admitted["spec"]["cleanup"]
+    assert pool.cleanup.operations == ("delete-permanently-failed-jobs",)
 
 
 # ------------------------------------------------------------------------------ fuzzing the CRD

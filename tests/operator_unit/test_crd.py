@@ -67,7 +67,7 @@ def test_every_model_default_lands_in_the_schema_and_the_description() -> None:
     for path, value in crd.DESCRIBED_DEFAULTS.items():
         prop = crd.spec_property(generated, path)
         assert "default" not in prop, path
-        assert f"Default {value}." in prop["description"], path
+        assert f"Default {crd.describe(value)}." in prop["description"], path
 
 
 def test_a_default_written_in_the_template_is_refused() -> None:

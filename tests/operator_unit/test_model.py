@@ -50,7 +50,7 @@ class TestDefaults:
         assert p.scheduler.enabled is True
         assert p.migration.enabled is True
         assert p.sweep.schedule == "* * * * *"
-        assert p.cleanup.tasks == ("gc-task-identifiers", "gc-job-queues")
+        assert p.cleanup.operations == ("gc-task-identifiers", "gc-job-queues")
         assert p.metrics.port == 9464
 
     def test_crd_defaults_equal_model_defaults(self) -> None:
@@ -146,3 +146,8 @@ class TestDurations:
         p = pool(workers={"autoscaling": {"maxReplicas": 2}})
         assert p.workers.autoscaling is not None and p.workers.autoscaling.scale_down_delay_seconds == 300
         assert (p.migration.active_deadline_seconds, p.migration.drain_timeout_seconds) == (600, 300)
+
+    def test_cleanup_tasks_is_the_deprecated_name_of_operations(self) -> None:
+        ops = ["delete-permanently-failed-jobs"]
+        assert pool(cleanup={"tasks": ops}).cleanup == pool(cleanup={"operations": ops}).cleanup
+        assert pool(cleanup={"operations": ops}).cleanup.operations == tuple(ops)

@@ -48,7 +48,7 @@ def render_sweep_cronjob(pool: Pool) -> dict[str, Any]:
 
 def render_cleanup_cronjob(pool: Pool) -> dict[str, Any]:
     args = ["cleanup"]
-    for operation in pool.cleanup.tasks:
+    for operation in pool.cleanup.operations:
         # `--task` is the deprecated spelling of `--operation`: kept while a pool's image may still carry the
         # previous release's jobworker, which knows only `--task`; switch when the alias is removed.
         args += ["--task", operation]
