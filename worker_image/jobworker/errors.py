@@ -99,7 +99,9 @@ def describe(exc: BaseException) -> str:
     if primary:
         return str(primary)
     text = str(exc)
-    if diag is not None or isinstance(exc, JobworkerError):  # a psycopg error without a server message
+    if diag is not None:  # a psycopg error without a server message: its first line
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return lines[0] if lines else type(exc).__name__
+    if isinstance(exc, JobworkerError):
+        return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -147,7 +147,8 @@ class Scheduler:
                 # One bad entry (a payload PostgreSQL refuses, a cron croniter cannot step) must not block the
                 # entries after it: log it, count it, and go on.
                 metrics.SCHEDULE_ERRORS.labels(entry.id).inc()
-                log.error("schedule %r failed at this tick (%s); the other schedules still fire", entry.id, exc)
+                reason = errors.describe(exc)
+                log.error("schedule %r failed at this tick (%s); the other schedules still fire", entry.id, reason)
         return fired
 
     async def _tick_entry(
@@ -217,7 +218,7 @@ class Scheduler:
                 backoff = 1.0
                 pause = (minute + MINUTE - datetime.now(UTC)).total_seconds() + 0.01
             except (errors.DatabaseError, psycopg.Error, OSError) as exc:
-                log.warning("scheduler tick failed (%s); retrying in %.0fs", exc, backoff)
+                log.warning("scheduler tick failed (%s); retrying in %.0fs", errors.describe(exc), backoff)
                 pause, backoff = backoff, min(backoff * 2, 30.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(pause, 0.01))
