@@ -75,6 +75,18 @@ def test_validate_turns_json_into_the_payload_type() -> None:
     assert report.validate({"month": "2024-01"}) == {"month": "2024-01"}
 
 
+def test_validate_decoded_passes_a_decoded_json_object_as_is_for_plain_dict_payloads() -> None:
+    # The worker's per-job path: json.loads output for a dict[str, Any] (or Any) payload is not copied again.
+    raw = {"to": "a@example.com", "n": [1, 2]}
+    for payload_type in (dict[str, Any], dict, Any):
+        assert define_job("plain", payload=payload_type, handler=noop).validate_decoded(raw) is raw
+    # Anything else still goes through pydantic: other shapes are refused, models still validated.
+    with pytest.raises(errors.InvalidPayloadError):
+        define_job("plain", payload=dict[str, Any], handler=noop).validate_decoded([1, 2])
+    job = define_job("send_email", payload=Email, handler=noop)
+    assert job.validate_decoded({"to": "a@example.com"}) == Email(to="a@example.com", attempts=1)
+
+
 def test_validate_names_every_bad_field() -> None:
     job = define_job("send_email", payload=Email, handler=noop)
     with pytest.raises(errors.InvalidPayloadError) as caught:

@@ -13,7 +13,7 @@ from jobworker.settings import WorkerSettings
 def test_defaults() -> None:
     s = WorkerSettings()
     assert (s.concurrency, s.poll_interval, s.queues, s.forbidden_flags) == (2, 2.0, None, None)
-    assert (s.batch, s.batch_size, s.graceful_shutdown, s.heartbeat_interval) == (False, 200, 30.0, 15.0)
+    assert (s.batch, s.batch_size, s.graceful_shutdown, s.heartbeat_interval) == (False, 500, 30.0, 15.0)
     assert WorkerSettings.from_env({}) == s
 
 

@@ -10,7 +10,6 @@ claim releases them (release_stray_locks.sql).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -112,13 +111,24 @@ class ClaimLoop:
                 if not self.finisher.busy and self.finisher.writes_done == writes_before:
                     return
             if claimed and claimed < free:
+                # Claim again for the slots still free (one job per named queue may have left runnable jobs
+                # past the claim's limit), but let the jobs just started begin first: the next claim's own
+                # Python work otherwise ran before them (commit->start latency).
+                await asyncio.sleep(0)
                 continue
             # Slots full (the next wake comes from a finishing job), or nothing to claim.
             await self.sleep(self.settings.poll_interval)
 
     async def sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.woken.wait(), seconds)
+        # Not asyncio.wait_for: it wraps the wait in a new task on every call, and in batch mode this loop
+        # turns once per finished job (a freed slot wakes it). A timer that sets the event costs one handle.
+        if self.woken.is_set():
+            return
+        timer = asyncio.get_running_loop().call_later(seconds, self.woken.set)
+        try:
+            await self.woken.wait()
+        finally:
+            timer.cancel()
 
     async def _fill(self, free: int) -> int:
         if self.local is not None:

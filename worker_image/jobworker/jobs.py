@@ -150,6 +150,7 @@ class JobDefinition(Generic[P]):
     None: the worker's ``job_timeout`` (no limit by default)."""
     _adapter: pydantic.TypeAdapter[P] = field(init=False, repr=False, compare=False)
     _is_async: bool = field(init=False, repr=False, compare=False)
+    _plain_dict: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_identifier(self.name, field="name")
@@ -178,6 +179,8 @@ class JobDefinition(Generic[P]):
             not inspect.isroutine(self.handler) and inspect.iscoroutinefunction(getattr(self.handler, "__call__", None))  # noqa: B004
         )
         object.__setattr__(self, "_is_async", is_async)
+        # See validate_decoded: pydantic's copy of a decoded JSON object was ~2 % of a batch-mode worker's CPU.
+        object.__setattr__(self, "_plain_dict", self.payload_type in (dict, dict[str, Any], Any))
 
     @property
     def is_async(self) -> bool:
@@ -189,6 +192,13 @@ class JobDefinition(Generic[P]):
             return self._adapter.validate_python(raw)
         except pydantic.ValidationError as exc:
             raise errors.InvalidPayloadError(f"Invalid job payload: {describe_validation_error(exc)}") from None
+
+    def validate_decoded(self, raw: Any) -> P:
+        """``validate`` for what ``json.loads`` returned: a JSON object is then already a valid
+        ``dict[str, Any]`` (its keys are strings), so it is passed as is instead of copied by pydantic."""
+        if self._plain_dict and type(raw) is dict:
+            return raw  # type: ignore[return-value]
+        return self.validate(raw)
 
     def dump(self, payload: P) -> Any:
         """The JSON-ready form stored in the database or sent over HTTP."""

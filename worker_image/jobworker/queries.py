@@ -93,7 +93,6 @@ class ClaimedJob(NamedTuple):
     max_attempts: int
     key: str | None
     flags: dict[str, bool] | None
-    created_at: datetime
     task_identifier: str
     queue_name: str | None
 

@@ -83,8 +83,9 @@ class JobRunner:
 
     async def _execute(self, row: Row, task_name: str, signal: AbortSignal) -> None:
         job_id = row.id
-        # Until _invoke returns, the job has not succeeded: a BaseException escaping it hands the job back.
-        outcome: Outcome = Returned(job_id, task_name)
+        # Until _invoke returns, the job has not succeeded: a BaseException escaping it hands the job back
+        # (None here; built only then, not for every job).
+        outcome: Outcome | None = None
         started = time.perf_counter()
         try:
             outcome = await self._invoke(row, task_name, signal)
@@ -97,8 +98,9 @@ class JobRunner:
         finally:
             self.running.pop(job_id, None)
             self.signals.pop(job_id, None)
-            if job_id in self.fenced:
-                # It ran while our heartbeat was lost: never complete or fail it, since the sweep may have
+            if outcome is None or job_id in self.fenced:
+                # No outcome: a BaseException escaped, so the job never succeeded; hand it back.
+                # Fenced: it ran while our heartbeat was lost: never complete or fail it, since the sweep may have
                 # given it to another worker. Returning it is fenced by locked_by, so it only frees a job
                 # that is still ours (the sweep has not run yet), with its attempt refunded.
                 self.fenced.discard(job_id)
@@ -120,7 +122,7 @@ class JobRunner:
         task_metrics(task_name)[0].inc()
         try:
             raw = decode_payload(row.payload)
-            payload = definition.validate(raw)
+            payload = definition.validate_decoded(raw)
         except errors.InvalidPayloadError as exc:
             return Failed(job_id, task_name, str(exc), permanent=True)
         ctx = JobContext(

@@ -27,7 +27,7 @@ class WorkerSettings:
     batch: bool = False
     """Claim ahead into a local queue and complete in batches (graphile's localQueue): faster, but
     claimed jobs wait locked in this process; a crash leaves them for the stale-worker sweep."""
-    batch_size: int = 200
+    batch_size: int = 500
     """Jobs claimed ahead in batch mode."""
     complete_delay: float = 0.002
     """Seconds to gather completions into one statement in batch mode."""

@@ -51,7 +51,7 @@ set attempts = j.attempts + 1, locked_at = now(), locked_by = %(worker_id)s
 from picked
 where j.id = picked.id
 returning j.id, j.task_id, j.job_queue_id, j.payload::text as payload, j.priority, j.run_at, j.attempts, j.max_attempts,
-          j.key, j.flags, j.created_at,
+          j.key, j.flags,
           -- Names as the database has them now, not as this worker cached them at start-up.
           (select t.identifier from __SCHEMA__._private_tasks t where t.id = j.task_id) as task_identifier,
           (select q.queue_name from __SCHEMA__._private_job_queues q where q.id = j.job_queue_id) as queue_name
