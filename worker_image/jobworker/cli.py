@@ -612,7 +612,7 @@ def _database_secrets(*explicit: str | None) -> frozenset[str]:
 
 
 def _fail(exc: BaseException, code: int, secrets: frozenset[str]) -> int:
-    print(f"error: {db.redact(errors.describe(exc), secrets)}", file=sys.stderr)
+    print(f"error: {db.redact(str(exc), secrets)}", file=sys.stderr)
     return code
 
 

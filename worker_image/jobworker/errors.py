@@ -90,9 +90,10 @@ class RetryJob(Exception):
 def describe(exc: BaseException) -> str:
     """``exc`` as text for a log line, a job's ``last_error`` or an HTTP body: the one helper for this.
 
-    A PostgreSQL error gives the server's primary message (later lines are hints or a ``^`` pointer);
-    a jobworker error its own message, written to be read; anything else ``Type: message``, or the
-    bare type name when the message is empty (``TimeoutError()``, ``KeyboardInterrupt``).
+    A PostgreSQL error gives the server's primary message (later lines are hints or a ``^`` pointer), else
+    its first line; anything else ``Type: message`` (what a job's ``last_error`` has always held), or the
+    bare type name when the message is empty (``TimeoutError()``, ``KeyboardInterrupt``). The CLI's one error
+    line is ``str(exc)`` of a ``JobworkerError`` instead: its message is written to be read on its own.
     """
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
@@ -102,6 +103,4 @@ def describe(exc: BaseException) -> str:
     if diag is not None:  # a psycopg error without a server message: its first line
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return lines[0] if lines else type(exc).__name__
-    if isinstance(exc, JobworkerError):
-        return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
