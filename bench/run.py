@@ -67,6 +67,8 @@ class Config:
 
 
 def reference(system: str) -> str:
+    if system not in SYSTEMS:
+        return system  # pgbench: no graphile-worker figure to divide by
     return "graphile-batch" if SYSTEMS[system][1].startswith("batch") else "graphile"
 
 
