@@ -439,7 +439,7 @@ def asgi_app(
             raw_path = raw_path[len(raw_root) :]
         headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         if scope["method"] == "GET" and path == "/healthz":
-            return await send_reply(send, Reply(200, {"ok": True}))
+            return await send_reply(send, Reply(200, httpserver.health_body(True)))
         if scope["method"] == "GET" and path == "/metrics":
             body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
             kind = prometheus_client.CONTENT_TYPE_LATEST.encode()

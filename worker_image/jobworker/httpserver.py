@@ -83,6 +83,11 @@ def render_queue_reading(stats: QueueStats, schema_version: int | None) -> bytes
     return generate_latest(registry)
 
 
+def health_body(ok: bool) -> dict[str, str]:
+    """The one ``/healthz`` body of every jobworker process (the endpoint's ASGI app answers it too)."""
+    return {"status": "ok" if ok else "unhealthy"}
+
+
 def add_health_routes(
     app: web.Application, healthy: Callable[[], bool], queue_stats: QueueStatsReader | None = None
 ) -> None:
@@ -91,7 +96,7 @@ def add_health_routes(
 
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy()
-        return web.json_response({"status": "ok" if ok else "unhealthy"}, status=200 if ok else 503)
+        return web.json_response(health_body(ok), status=200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest()
