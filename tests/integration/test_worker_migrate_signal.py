@@ -22,9 +22,13 @@ async def held(payload: dict[str, Any], ctx: JobContext) -> None:
     finished.append(ctx.job_id)
 
 
-async def notify_migration(url: str, number: int, breaking: bool) -> None:
-    payload = json.dumps({"migrationNumber": number, "breaking": breaking})
-    await fetch(url, "select pg_notify('worker:migrate', %s)", [payload])
+async def notify_migration(url: str, number: int, breaking: bool, *, twice: bool = False) -> None:
+    """As migrate sends it; ``twice``: two migrations in one transaction (the second numbered ``number + 1``)."""
+    payloads = [json.dumps({"migrationNumber": n, "breaking": breaking}) for n in (number, number + 1)]
+    if twice:
+        await fetch(url, "select pg_notify('worker:migrate', %s), pg_notify('worker:migrate', %s)", payloads)
+    else:
+        await fetch(url, "select pg_notify('worker:migrate', %s)", payloads[:1])
 
 
 async def test_a_breaking_migration_stops_the_worker_after_its_running_job(utils: WorkerUtils, db_url: str) -> None:
@@ -44,8 +48,9 @@ async def test_a_breaking_migration_stops_the_worker_after_its_running_job(utils
             within=10,
             what="the job running",
         )
-        await notify_migration(db_url, 2, breaking=True)
+        # Two breaking migrations at once: still one graceful stop (a second stop() would force it).
+        await notify_migration(db_url, 2, breaking=True, twice=True)
         await asyncio.wait_for(task, 20)
-    assert worker.breaking_migration == 2
+    assert worker.breaking_migration == 3
     assert str(running_job.id) in finished, "the running job was not let finish"
     assert await job_row(db_url, running_job.id) is None, "its completion was not recorded"

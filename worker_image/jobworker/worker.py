@@ -174,7 +174,10 @@ class Worker:
             EXIT_BREAKING_MIGRATION,
         )
         self.breaking_migration = number
-        self.stop()
+        # A second stop() forces the stop: several breaking migrations in one run of migrate, or one after a
+        # SIGTERM, must not cut the running jobs' grace period.
+        if not self.shutdown.stopping:
+            self.stop()
 
     # -- database ---------------------------------------------------------------------------------
     async def _open(self) -> None:
