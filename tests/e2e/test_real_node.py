@@ -410,3 +410,55 @@ def _heartbeat_age(url: str) -> float:
             "select extract(epoch from now() - min(last_heartbeat_at)) from graphile_worker._private_workers"
         ).fetchone()
     return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def test_a_canary_secret_never_reaches_the_pods_logs(
+    node_cluster: Any, node_kubectl: Kubectl, node_operator: InClusterOperator, make_pool: Callable[..., Pool]
+) -> None:
+    """libpq echoes the text it cannot parse; the pods print only a fixed sentence naming the variable.
+
+    The Secret is broken under a running pool. The worker container is then killed, so the kubelet
+    restarts it with the new value, and the sweep CronJob's pod runs with it too: both print their
+    error, and neither log, nor the pool's status, its events or the in-cluster operator's log may
+    carry the canary.
+    """
+    canary = f"canary{secrets.token_hex(6)}"
+    pool = make_pool(workers={"replicas": 1, "concurrency": 1}, scheduler={"enabled": False})
+    pool.wait_ready()
+    broken = f"postgresql://app:pw%zz{canary}@10.244.0.1:1/db"
+    node_kubectl("apply", "-f", "-", input=secret_manifest(pool.namespace, "db", broken))
+
+    pod = pool.ready_pods("worker")[0]
+    name = pod["metadata"]["name"]
+    node_cluster.node.kill_container(pod["status"]["containerStatuses"][0]["containerID"])
+    node_kubectl("create", "job", "--from", f"cronjob/{pool.name}-sweep", "sweep-now", "-n", pool.namespace)
+
+    def failed_sweep_pods() -> list[str]:
+        out = node_kubectl("get", "pods", "-n", pool.namespace, "-l", "job-name=sweep-now", "-o", "json").stdout
+        return [p["metadata"]["name"] for p in json.loads(out)["items"] if p["status"].get("phase") == "Failed"]
+
+    sweep_pods = wait_for("the sweep pod to fail on the broken URL", failed_sweep_pods, timeout=120)
+
+    def worker_log() -> str | None:
+        text = node_kubectl("logs", name, "-n", pool.namespace, "--previous", check=False).stdout
+        return text if "not a valid PostgreSQL connection string" in text else None
+
+    wait_for("the restarted worker to print its error", worker_log, timeout=120)
+    wait_for(
+        "the pool to report the broken Secret",
+        lambda: "not a valid PostgreSQL connection string" in ((pool.condition("Degraded") or {}).get("message", "")),
+        timeout=120,
+    )
+
+    texts = {
+        "worker log": node_kubectl("logs", name, "-n", pool.namespace, "--previous", check=False).stdout,
+        "worker log now": node_kubectl("logs", name, "-n", pool.namespace, check=False).stdout,
+        **{f"sweep pod {p}": node_kubectl("logs", p, "-n", pool.namespace, check=False).stdout for p in sweep_pods},
+        "pool": json.dumps(pool.get("jwp", pool.name)),
+        "events": node_kubectl("get", "events", "-n", pool.namespace, "-o", "json").stdout,
+        "operator log": node_kubectl(
+            "logs", "-n", node_operator.namespace, "-l", node_operator.selector, "--tail=-1", check=False
+        ).stdout,
+    }
+    assert "not a valid PostgreSQL connection string" in texts[f"sweep pod {sweep_pods[0]}"]
+    assert [where for where, text in texts.items() if canary in text] == []
