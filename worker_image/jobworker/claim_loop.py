@@ -60,7 +60,6 @@ class ClaimLoop:
         # mid-way (the claim may have committed with its reply lost), or a result the database refused.
         self.stray_locks = False
         self.last_loop_at = time.monotonic()
-        self.drained_queue = False  # default mode: the last claim saw every runnable job (see _fill)
 
     def wake(self) -> None:
         self.woken.set()
@@ -111,7 +110,7 @@ class ClaimLoop:
                 # next job the claim could not see yet.
                 if not self.finisher.busy and self.finisher.writes_done == writes_before:
                     return
-            if claimed and claimed < free and not self.drained_queue:
+            if claimed and claimed < free:
                 # Claim again for the slots still free (one job per named queue may have left runnable jobs
                 # past the claim's limit), but let the jobs just started begin first: the next claim's own
                 # Python work otherwise ran before them (commit->start latency).
@@ -135,11 +134,6 @@ class ClaimLoop:
         if self.local is not None:
             return await self.local.fill(free, self.start)
         rows = await self.claim(free)
-        # Fewer rows than asked and none in a named queue: the claim's walk found no more runnable jobs, so
-        # claiming again at once would come back empty (it did, once per job, when jobs arrive one at a
-        # time). Only a named queue's one-job-at-a-time rule can leave runnable jobs past a short claim;
-        # jobs added meanwhile wake the loop by NOTIFY, and a finishing job wakes it too.
-        self.drained_queue = len(rows) < free and all(row.job_queue_id is None for row in rows)
         for row in rows:
             self.start(row)
         return len(rows)
