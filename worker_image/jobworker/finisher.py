@@ -58,6 +58,8 @@ class Finisher:
         self.ready = asyncio.Event()
         self.writing: list[Outcome] = []  # shutdown waits for this write, not only for the queue to empty
         self.writes_done = 0
+        # Jobs whose last write lost its connection before the reply: it may have committed.
+        self.reply_lost: set[int] = set()
 
     def record(self, outcome: Outcome) -> None:
         self.pending.append(outcome)
@@ -85,6 +87,7 @@ class Finisher:
             self.writing = batch
             try:
                 await self.write(batch)
+                self.reply_lost.difference_update(o.job_id for o in batch)
                 self.writes_done += 1
                 backoff.reset()
                 # A finished job may have freed its named queue: claim again now, not at the next poll.
@@ -98,6 +101,7 @@ class Finisher:
                         errors.describe(exc),
                     )
                     await self._write_one_by_one(batch)
+                    self.reply_lost.difference_update(o.job_id for o in batch)
                     self.writes_done += 1
                     self.wake()
                     continue
@@ -106,6 +110,7 @@ class Finisher:
                 log.warning(
                     "could not record %d job results (%s); retrying in %.1fs", len(batch), errors.describe(exc), pause
                 )
+                self.reply_lost.update(o.job_id for o in batch)
                 self.pending = batch + self.pending
                 self.ready.set()
                 await asyncio.sleep(pause)
@@ -123,6 +128,7 @@ class Finisher:
                     await self._write_refused(outcome, errors.describe(exc))
                     continue
                 # The connection went away mid-way: the rest goes back to the normal retry path.
+                self.reply_lost.update(o.job_id for o in batch[position:])
                 self.pending = batch[position:] + self.pending
                 self.ready.set()
                 return
@@ -165,7 +171,7 @@ class Finisher:
                 queries.COMPLETE_JOBS, {"job_ids": [o.job_id for o in done], "worker_id": self.worker_id}
             )
             if len(rows) != len(done):
-                done = fenced_out("complete", done, {row.id for row in rows})
+                done = await self._completed_or_fenced(done, {row.id for row in rows})
             for task, count in Counter(o.task for o in done).items():
                 task_metrics(task)[2].inc(count)
         if failed:
@@ -181,6 +187,22 @@ class Finisher:
                 returned = fenced_out("return", returned, written)
             for r in returned:
                 metrics.JOBS_RETURNED.labels(r.task).inc()
+
+    async def _completed_or_fenced(self, done: list[Completed], written: set[int]) -> list[Completed]:
+        """The completions to count: the ones written now, plus those whose earlier, lost-reply attempt did it.
+
+        A completion sent again after its connection dropped matches nothing when the first attempt had
+        committed. Its job is then gone, which is not what a fence looks like: a job taken from us still
+        exists (locked by another worker, or waiting). Only those are reported as fenced.
+        """
+        retried = [o.job_id for o in done if o.job_id not in written and o.job_id in self.reply_lost]
+        gone: set[int] = set()
+        if retried:
+            present = {row.id for row in await self.store.all(queries.JOBS_PRESENT, {"job_ids": retried})}
+            gone = set(retried) - present
+            for job_id in sorted(gone):
+                log.info("job %s: already completed, most likely by the attempt whose reply was lost", job_id)
+        return fenced_out("complete", done, written | gone)
 
     async def return_jobs(self, job_ids: Iterable[int]) -> set[int]:
         """Unlock jobs still locked to us, attempt refunded; the ids the database took."""

@@ -1,3 +1,4 @@
+-- name: complete_jobs
 -- Delete the worker's finished jobs in one statement and free their queues. Fenced: only jobs still
 -- locked by this worker are deleted. A job the stale-worker sweep took back (and another worker may now
 -- run, or add_job(job_key) rewrote in place) is left alone; the caller counts the ids not returned.
@@ -13,3 +14,8 @@ freed as (
     and q.locked_by = %(worker_id)s
 )
 select id from done
+
+-- name: jobs_present
+-- Which of these jobs still exist. After a completion whose reply was lost is sent again and matches
+-- nothing, a job that is gone was completed (by the lost attempt, most likely), not taken from us.
+select j.id from __SCHEMA__._private_jobs j where j.id = any(%(job_ids)s::bigint[])
