@@ -6,21 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from jobworker import metrics, sql, throughput
+from jobworker import metrics, throughput
 from jobworker.dashboard.store import DashboardStore
+from jobworker.store import JobStore
 
 S = "graphile_worker"
 
 
-def fetch_for(url: str) -> throughput.Fetch:
-    async def fetch(name: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            cur = await conn.execute(sql.query(name, S), params)
-            return await cur.fetchall() if cur.description else []
-
-    return fetch
+async def record(url: str, worker_id: str) -> None:
+    """One heartbeat's throughput write for ``worker_id``, through a store of its own."""
+    async with JobStore(url, S) as store:
+        await throughput.record(store, worker_id)
 
 
 async def overview_totals(url: str) -> tuple[int, int]:
@@ -37,10 +34,10 @@ async def test_counts_recorded_by_two_workers_survive_a_dashboard_restart(db_url
     throughput.SAMPLER.take()  # what earlier tests in this process counted is not this test's
     metrics.JOBS_COMPLETED.labels("t_a").inc(5)
     metrics.JOBS_FAILED.labels("t_a", "false").inc(2)
-    await throughput.record(fetch_for(db_url), "worker-1")
+    await record(db_url, "worker-1")
     metrics.JOBS_COMPLETED.labels("t_b").inc(3)
-    await throughput.record(fetch_for(db_url), "worker-2")
-    await throughput.record(fetch_for(db_url), "worker-1")  # nothing new: no statement, no change
+    await record(db_url, "worker-2")
+    await record(db_url, "worker-1")  # nothing new: no statement, no change
     assert await overview_totals(db_url) == (8, 2)
     assert await overview_totals(db_url) == (8, 2)  # a second dashboard process reads the same hour
     with psycopg.connect(db_url) as conn:
@@ -57,7 +54,7 @@ async def test_rows_older_than_two_hours_are_pruned_and_not_shown(db_url: str) -
     assert await overview_totals(db_url) == (0, 0)  # outside the last hour
     throughput.SAMPLER.take()
     metrics.JOBS_COMPLETED.labels("t_c").inc()
-    await throughput.record(fetch_for(db_url), "worker-1")
+    await record(db_url, "worker-1")
     with psycopg.connect(db_url) as conn:
         left = conn.execute(f"select worker_id from {S}._private_jobworker_throughput order by 1").fetchall()
     assert left == [("old",), ("worker-1",)]
@@ -68,10 +65,10 @@ async def test_a_failed_write_keeps_the_counts_for_the_next_beat(db_url: str) ->
     metrics.JOBS_COMPLETED.labels("t_d").inc(4)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"alter table {S}._private_jobworker_throughput rename to throughput_away")
-    await throughput.record(fetch_for(db_url), "worker-1")  # logs, does not raise
+    await record(db_url, "worker-1")  # logs, does not raise
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"alter table {S}.throughput_away rename to _private_jobworker_throughput")
-    await throughput.record(fetch_for(db_url), "worker-1")
+    await record(db_url, "worker-1")
     assert await overview_totals(db_url) == (4, 0)
 
 

@@ -22,7 +22,6 @@ from psycopg.types.json import Json
 
 from jobworker import errors, metrics, queries, throughput
 from jobworker.finisher import UNREACHABLE
-from jobworker.queries import NoRow, Query
 
 if TYPE_CHECKING:
     from jobworker.settings import WorkerSettings
@@ -75,11 +74,7 @@ class Heartbeat:
         sent = time.monotonic()
         await self.store.execute(queries.HEARTBEAT, {"worker_id": self.worker_id, "metadata": Json(self.metadata())})
         self.ok_at = sent
-        await throughput.record(self._run_named, self.worker_id)  # the dashboard's per-minute counts; never raises
-
-    async def _run_named(self, name: str, params: dict[str, Any] | None = None) -> None:
-        """Run the query of sql/queries named ``name`` for its effect (throughput.record names its own)."""
-        await self.store.all(Query(name, NoRow), params)
+        await throughput.record(self.store, self.worker_id)  # the dashboard's per-minute counts; never raises
 
     async def run(self) -> None:
         beat: asyncio.Task[None] | None = None

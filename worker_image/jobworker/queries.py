@@ -214,6 +214,8 @@ RETURN_JOBS = Query("return_jobs", JobId, retry=False)
 RELEASE_STRAY_LOCKS = Query("release_stray_locks", JobId, retry=False)
 HEARTBEAT = Query("heartbeat", NoRow)
 DEREGISTER = Query("deregister", NoRow)
+# Adds counts: a second run after a dropped connection could add them twice.
+RECORD_THROUGHPUT = Query("record_throughput", NoRow, retry=False)
 
 # -- admin ----------------------------------------------------------------------------------------
 COMPLETE_JOBS_ADMIN = Query("complete_jobs_admin", JobId)

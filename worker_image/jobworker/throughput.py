@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from jobworker import metrics
+from jobworker import metrics, queries
+
+if TYPE_CHECKING:
+    from jobworker.store import JobStore
 
 log = logging.getLogger("jobworker.worker")
-Fetch = Callable[[str, dict[str, Any] | None], Awaitable[Any]]
 
 
 def _total(counter: Counter) -> int:
@@ -54,14 +55,15 @@ SAMPLER = Sampler()
 _warned = False
 
 
-async def record(fetch: Fetch, worker_id: str) -> None:
+async def record(store: JobStore, worker_id: str) -> None:
     """Write what this process finished since the last beat; never raises (the heartbeat must not fail on it)."""
     global _warned
     completed, failed = SAMPLER.take()
     if not completed and not failed:
         return
     try:
-        await fetch("record_throughput", {"worker_id": worker_id, "completed": completed, "failed": failed})
+        params = {"worker_id": worker_id, "completed": completed, "failed": failed}
+        await store.execute(queries.RECORD_THROUGHPUT, params)
     except Exception as exc:
         SAMPLER.give_back(completed, failed)
         if not _warned:
